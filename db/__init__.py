@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy models, engine, queries and migrations (see docs/interfaces.md)."""

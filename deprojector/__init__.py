@@ -1,0 +1,1 @@
+"""CLIP Text Deprojector: the model, its training, and image generation (see docs/interfaces.md)."""

@@ -1,0 +1,1 @@
+"""Studies, pre-generation, scheduling, tallies and statistics (see docs/interfaces.md)."""
