@@ -1,26 +1,84 @@
-"""Database command line.
+"""Database command line (`DATABASE_URL`, else `$ARENA_DATA_DIR/arena.sqlite3`).
 
-python -m db upgrade                 # create / upgrade the schema (Alembic, to head)
+python -m db upgrade                                   # create / upgrade the schema
+python -m db create-admin NAME [--base-url http://localhost:8501]   # prints a login link
+python -m db backup PATH [--force]                     # consistent copy of a live SQLite DB
+python -m db export-votes [--study NAME] [--out votes.csv|votes.parquet]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from db.engine import database_url, normalize_url, upgrade
+from sqlalchemy.orm import Session
+
+from db.auth import create_annotator
+from db.backup import backup_sqlite, write_votes
+from db.engine import database_url, make_engine, normalize_url, upgrade
+from db.errors import DbError
+from db.queries import live_votes_frame, study_by_name
+
+
+def login_link(base_url: str, token: str) -> str:
+    return f"{base_url.rstrip('/')}/?token={token}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m db", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("upgrade", help="apply the Alembic migrations (DATABASE_URL or data dir)")
+    commands.add_parser("upgrade", help="apply the Alembic migrations")
+    admin = commands.add_parser("create-admin", help="create an admin; prints a login link")
+    admin.add_argument("name")
+    admin.add_argument("--base-url", default="http://localhost:8501")
+    backup = commands.add_parser("backup", help="consistent copy of the SQLite database")
+    backup.add_argument("path")
+    backup.add_argument("--force", action="store_true", help="overwrite an existing file")
+    export = commands.add_parser("export-votes", help="live votes in the interchange format")
+    export.add_argument("--study", help="only this study (default: all)")
+    export.add_argument("--out", help="FILE.csv or FILE.parquet (default: CSV to stdout)")
     args = parser.parse_args(argv)
 
+    url = database_url()
+    try:
+        return _run(args, url)
+    except DbError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, url: str) -> int:
+    shown_url = normalize_url(url).render_as_string(hide_password=True)
     if args.command == "upgrade":
-        url = database_url()
         upgrade(url)
-        print(f"database at head: {normalize_url(url).render_as_string(hide_password=True)}")
-    return 0
+        print(f"database at head: {shown_url}")
+        return 0
+    if args.command == "backup":
+        dest = backup_sqlite(url, args.path, overwrite=args.force)
+        print(f"backup written: {dest}")
+        return 0
+
+    upgrade(url)  # idempotent; lets create-admin work on a fresh install
+    engine = make_engine(url)
+    try:
+        with Session(engine) as s, s.begin():
+            if args.command == "create-admin":
+                annotator, token = create_annotator(s, args.name, role="admin")
+                print(f"admin {annotator.name!r} created. Its login link is shown only this once")
+                print("(only a hash of the token is stored); keep it private:")
+                print(login_link(args.base_url, token))
+                return 0
+            # export-votes
+            study_id = study_by_name(s, args.study).id if args.study else None
+            frame = live_votes_frame(s, study_id)
+        if args.out:
+            path = write_votes(frame, args.out)
+            print(f"{len(frame)} votes written to {path}", file=sys.stderr)
+        else:
+            frame.to_csv(sys.stdout, index=False)
+        return 0
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,155 @@
+"""Annotator accounts and access tokens.
+
+A token is `secrets.token_urlsafe(32)` (256 bits); only its sha256 is stored, so a copy of the
+database does not let anyone log in. Functions take a Session first and never commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.errors import DuplicateNameError, InvalidValueError, NotFoundError
+from db.models import ROLES, Annotator
+
+MAX_NAME_LENGTH = 64
+ADMIN_TOKEN_ENV = "ARENA_ADMIN_TOKEN"
+BOOTSTRAP_ADMIN_NAME = "admin"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token: sha256 hex of its UTF-8 bytes."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def validate_name(name: str) -> str:
+    """The name with surrounding whitespace removed; InvalidValueError if it is empty, longer
+    than 64 characters, or holds control / non-printable characters."""
+    if not isinstance(name, str):
+        raise InvalidValueError(f"annotator name must be text, got {type(name).__name__}")
+    cleaned = name.strip()
+    if not cleaned:
+        raise InvalidValueError("annotator name is empty; type a name such as 'alice'")
+    if len(cleaned) > MAX_NAME_LENGTH:
+        raise InvalidValueError(
+            f"annotator name {cleaned[:20]!r}... is {len(cleaned)} characters long; "
+            f"use at most {MAX_NAME_LENGTH}"
+        )
+    if not cleaned.isprintable():
+        bad = next(ch for ch in cleaned if not ch.isprintable())
+        raise InvalidValueError(
+            f"annotator name {cleaned!r} contains the control or non-printable character "
+            f"{bad!r}; use letters, digits, spaces and punctuation only"
+        )
+    return cleaned
+
+
+def create_annotator(s: Session, name: str, role: str = "voter") -> tuple[Annotator, str]:
+    """A new annotator and its token (shown once: only the hash is kept)."""
+    name = validate_name(name)
+    if role not in ROLES:
+        raise InvalidValueError(f"role={role!r}: expected one of {list(ROLES)}")
+    if s.scalar(select(Annotator.id).where(Annotator.name == name)) is not None:
+        raise DuplicateNameError(f"an annotator named {name!r} already exists; pick another name")
+    token = new_token()
+    annotator = Annotator(name=name, role=role, token_hash=hash_token(token))
+    try:
+        with s.begin_nested():
+            s.add(annotator)
+    except IntegrityError as error:  # created concurrently by someone else
+        raise DuplicateNameError(
+            f"an annotator named {name!r} already exists; pick another name"
+        ) from error
+    return annotator, token
+
+
+def authenticate(s: Session, token: str | None) -> Annotator | None:
+    """The enabled annotator holding `token`, or None (unknown, revoked or empty token)."""
+    if not token or not isinstance(token, str):
+        return None
+    annotator = s.scalar(select(Annotator).where(Annotator.token_hash == hash_token(token)))
+    if annotator is None or annotator.disabled:
+        return None
+    return annotator
+
+
+def _get(s: Session, annotator_id: int) -> Annotator:
+    annotator = s.get(Annotator, annotator_id)
+    if annotator is None:
+        raise NotFoundError(f"annotator id {annotator_id!r} does not exist")
+    return annotator
+
+
+def revoke(s: Session, annotator_id: int) -> Annotator:
+    """Disable the annotator: their token stops working; their votes are kept."""
+    annotator = _get(s, annotator_id)
+    annotator.disabled = True
+    s.flush()
+    return annotator
+
+
+def enable(s: Session, annotator_id: int) -> Annotator:
+    annotator = _get(s, annotator_id)
+    annotator.disabled = False
+    s.flush()
+    return annotator
+
+
+def rotate_token(s: Session, annotator_id: int) -> str:
+    """Give the annotator a fresh token (the old one stops working) and return it."""
+    annotator = _get(s, annotator_id)
+    token = new_token()
+    annotator.token_hash = hash_token(token)
+    s.flush()
+    return token
+
+
+def ensure_bootstrap_admin(s: Session) -> str | None:
+    """Make sure someone can administer a fresh install.
+
+    With `ARENA_ADMIN_TOKEN` set, an admin whose token is that secret is created if missing
+    (returns None: the operator already knows the secret). Otherwise, when no enabled admin
+    exists, an admin named "admin" (or "admin-2", ...) is created and its token returned, to be
+    printed once on the server console.
+    """
+    secret = os.environ.get(ADMIN_TOKEN_ENV, "").strip()
+    if secret:
+        if len(secret) < 16:
+            raise InvalidValueError(
+                f"{ADMIN_TOKEN_ENV} is {len(secret)} characters long; use at least 16 random "
+                'characters, e.g. python -c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
+        if s.scalar(select(Annotator.id).where(Annotator.token_hash == hash_token(secret))):
+            return None
+        _add_admin(s, hash_token(secret))
+        return None
+
+    has_admin = s.scalar(
+        select(Annotator.id).where(Annotator.role == "admin", Annotator.disabled.is_(False))
+    )
+    if has_admin is not None:
+        return None
+    token = new_token()
+    _add_admin(s, hash_token(token))
+    return token
+
+
+def _add_admin(s: Session, token_hash: str) -> Annotator:
+    taken = set(s.scalars(select(Annotator.name).where(Annotator.name.like("admin%"))))
+    name, n = BOOTSTRAP_ADMIN_NAME, 1
+    while name in taken:
+        n += 1
+        name = f"{BOOTSTRAP_ADMIN_NAME}-{n}"
+    annotator = Annotator(name=name, role="admin", token_hash=token_hash)
+    s.add(annotator)
+    s.flush()
+    return annotator

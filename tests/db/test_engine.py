@@ -1,0 +1,77 @@
+"""Engine configuration and migrations."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from db.engine import database_url, make_engine, normalize_url, upgrade
+from db.models import Base
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_migrated_schema_matches_the_models(engine):
+    """Alembic's head produces exactly the models' schema: autogenerate finds no drift."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+        tables = set(inspect(conn).get_table_names())
+    assert set(Base.metadata.tables) <= tables
+
+
+def test_upgrade_twice_is_harmless(engine):
+    """Running the migrations again on an up-to-date database changes nothing."""
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() is not None
+
+
+def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(tmp_path):
+    """Every SQLite connection has WAL, a busy timeout and foreign-key enforcement on."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'a.sqlite3'}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+    engine.dispose()
+
+
+def test_default_database_is_a_sqlite_file_in_the_data_dir(tmp_path, monkeypatch):
+    """Without DATABASE_URL the database is arena.sqlite3 inside ARENA_DATA_DIR (created)."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("ARENA_DATA_DIR", str(tmp_path / "data"))
+    assert database_url() == f"sqlite:///{tmp_path / 'data' / 'arena.sqlite3'}"
+    assert (tmp_path / "data").is_dir()
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/db")
+    assert database_url() == "postgresql://u@h/db"
+
+
+@pytest.mark.parametrize(
+    "url, driver",
+    [
+        ("postgresql://u:p@h:5432/db", "postgresql+psycopg"),
+        ("postgres://u@h/db", "postgresql+psycopg"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg"),
+        ("sqlite:///x.db", "sqlite"),
+    ],
+)
+def test_plain_postgresql_urls_use_psycopg3(url, driver):
+    """A DATABASE_URL written as postgresql:// works unchanged, through psycopg 3."""
+    assert normalize_url(url).drivername == driver
+
+
+def test_cli_upgrade_creates_the_schema(tmp_path):
+    """`python -m db upgrade` on a fresh data dir creates the database at Alembic head."""
+    env = {"ARENA_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "db", "upgrade"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    engine = make_engine(f"sqlite:///{tmp_path / 'arena.sqlite3'}")
+    assert "votes" in inspect(engine).get_table_names()
+    engine.dispose()
