@@ -1,0 +1,30 @@
+"""Command-line entry points of the evaluation package.
+
+python -m evaluation tally --votes votes.csv --format json
+python -m evaluation generate --study demo
+python -m evaluation demo
+python -m evaluation export --study demo --format csv --out votes.csv
+"""
+
+import importlib
+import sys
+
+COMMANDS = {
+    "tally": "evaluation.tally_cli",
+    "generate": "evaluation.pregenerate",
+    "demo": "evaluation.demo",
+    "export": "evaluation.export_cli",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__.strip(), file=sys.stderr)
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+    module = importlib.import_module(COMMANDS[argv[0]])
+    return module.main(argv[1:]) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
