@@ -49,34 +49,53 @@ def _live_vote(annotator_id: int, pair_column):
     )
 
 
-def _rendered_pairs(study_id: int):
-    """Regular pairs of the study whose two images both have a file."""
-    image_a, image_b = aliased(Image), aliased(Image)
-    return (
-        select(ImagePair.id, ImagePair.comparison_id)
-        .join(Comparison, ImagePair.comparison_id == Comparison.id)
-        .join(image_a, ImagePair.image_a_id == image_a.id)
-        .join(image_b, ImagePair.image_b_id == image_b.id)
-        .where(
-            Comparison.study_id == study_id,
-            ImagePair.qc_kind.is_(None),
-            image_a.path.is_not(None),
-            image_b.path.is_not(None),
-        )
-        .subquery()
-    )
-
-
 def _per_comparison(session: Session, annotator_id: int, study_id: int) -> dict[int, tuple]:
-    """comparison id -> (the annotator's live votes, pairs not yet voted)."""
-    pairs = _rendered_pairs(study_id)
-    rows = session.execute(
-        select(pairs.c.comparison_id, func.count(Vote.id), func.count(pairs.c.id))
-        .select_from(pairs)
-        .outerjoin(Vote, _live_vote(annotator_id, pairs.c.id))
-        .group_by(pairs.c.comparison_id)
+    """comparison id -> (the annotator's live votes, regular pairs in total).
+
+    Two grouped queries, one over the comparison index of image_pairs and one over the
+    annotator's own live votes, so the cost does not grow with other annotators' votes.
+    """
+    comparisons = select(Comparison.id).where(Comparison.study_id == study_id)
+    totals = session.execute(
+        select(ImagePair.comparison_id, func.count(ImagePair.id))
+        .where(ImagePair.comparison_id.in_(comparisons), ImagePair.qc_kind.is_(None))
+        .group_by(ImagePair.comparison_id)
+    ).all()
+    voted = dict(
+        session.execute(
+            select(ImagePair.comparison_id, func.count(Vote.id))
+            .join(ImagePair, Vote.pair_id == ImagePair.id)
+            .where(
+                Vote.annotator_id == annotator_id,
+                Vote.superseded_at.is_(None),
+                ImagePair.comparison_id.in_(comparisons),
+                ImagePair.qc_kind.is_(None),
+            )
+            .group_by(ImagePair.comparison_id)
+        ).all()
     )
-    return {cid: (voted, total - voted) for cid, voted, total in rows}
+    return {cid: (voted.get(cid, 0), total) for cid, total in totals}
+
+
+def _open_pairs(session: Session, annotator_id: int, comparison_id: int) -> list[int]:
+    """Regular pairs of one comparison with both images rendered and no live vote of the
+    annotator."""
+    image_a, image_b = aliased(Image), aliased(Image)
+    return list(
+        session.scalars(
+            select(ImagePair.id)
+            .join(image_a, ImagePair.image_a_id == image_a.id)
+            .join(image_b, ImagePair.image_b_id == image_b.id)
+            .outerjoin(Vote, _live_vote(annotator_id, ImagePair.id))
+            .where(
+                ImagePair.comparison_id == comparison_id,
+                ImagePair.qc_kind.is_(None),
+                image_a.path.is_not(None),
+                image_b.path.is_not(None),
+                Vote.id.is_(None),
+            )
+        )
+    )
 
 
 def _qc_votes(session: Session, annotator_id: int, study_id: int) -> int:
@@ -146,21 +165,19 @@ def _pick_qc(session: Session, annotator_id: int, study_id: int, seed: int):
 
 def _pick_regular(session: Session, annotator_id: int, study_id: int, seed: int, counts):
     """(pair id, left side) from the comparison the annotator has judged least, or None."""
-    open_counts = {cid: voted for cid, (voted, left) in counts.items() if left > 0}
-    if not open_counts:
+    # Comparisons by (the annotator's votes in it, seeded hash): the first with an open pair
+    order = sorted(
+        (cid for cid, (voted, total) in counts.items() if voted < total),
+        key=lambda cid: (counts[cid][0], _rank(seed, annotator_id, cid, "comparison")),
+    )
+    pair_id = None
+    for comparison_id in order:
+        candidates = _open_pairs(session, annotator_id, comparison_id)
+        if candidates:
+            pair_id = min(candidates, key=lambda pid: _rank(seed, annotator_id, pid))
+            break
+    if pair_id is None:
         return None
-    fewest = min(open_counts.values())
-    comparisons = [cid for cid, voted in open_counts.items() if voted == fewest]
-
-    # Unjudged pairs of those comparisons (ids only; a comparison holds labels x prompts x seeds)
-    pairs = _rendered_pairs(study_id)
-    candidates = session.scalars(
-        select(pairs.c.id)
-        .select_from(pairs)
-        .outerjoin(Vote, _live_vote(annotator_id, pairs.c.id))
-        .where(pairs.c.comparison_id.in_(comparisons), Vote.id.is_(None))
-    ).all()
-    pair_id = min(candidates, key=lambda pid: _rank(seed, annotator_id, pid))
 
     # Balance placement over all annotators: the side shown left less often goes left
     shown = dict(
@@ -181,8 +198,10 @@ def next_pair(
 ) -> ScheduledPair | None:
     """The next pair for the annotator, or None when they have judged every rendered pair.
 
-    1. Regular pairs the annotator has no live vote on, from the comparison where they have the
-       fewest live votes (ties: the pair with the smallest hash of (seed, annotator, pair)).
+    1. Regular pairs the annotator has no live vote on (both images rendered), from the
+       comparison where they have the fewest live votes; ties between comparisons go by a hash
+       of (seed, annotator, comparison), and within it the pair with the smallest hash of
+       (seed, annotator, pair) is taken.
     2. Left/right: the side of the pair shown on the left less often in all live votes goes
        left; on a tie, a hash of (seed, annotator, pair) decides.
     3. Quality control: when the study's qc_rate > 0, a `swapped_repeat` twin of an already
