@@ -1,0 +1,317 @@
+"""The plan of a study, written to the database: comparisons x checkpoint labels x prompts x seeds.
+
+`plan_summary` previews the counts; `create_study` validates a `StudySpec` and writes the Study,
+its Prompts, Comparisons, the distinct Images (shared across pairs and studies), the ImagePairs
+and a GenerationJob for every image not rendered yet. Functions take a Session and never commit.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import (
+    Checkpoint,
+    Comparison,
+    GenerationJob,
+    Image,
+    ImagePair,
+    Prompt,
+    Study,
+    StudyPrompt,
+    Variant,
+)
+from deprojector.prompts import prompt_kind, prompt_parts
+from evaluation.study import REFERENCE, ComparisonSpec, StudyError, derive_comparisons
+
+QC_KIND = "swapped_repeat"  # the only QC kind planned: the same pair again, sides swapped
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """Everything a study is made of, as names and plain values (what the studies page collects)."""
+
+    name: str
+    variants: tuple[str, ...]  # variant names; include "reference" to compare against it
+    base: str  # the candidate: side A of each set holds its setting
+    checkpoint_labels: tuple[str, ...]  # e.g. ("epoch-8", "epoch-10"); every variant needs each
+    prompts: tuple[str, ...]  # texts; the comma rule tags each single or composed
+    seeds: tuple[int, ...] = (0,)
+    settings: dict[str, Any] = field(default_factory=dict)  # deprojector.generate.SDSettings fields
+    reference_comparisons: tuple[str, ...] = ()  # variants also compared with "reference"
+    qc_rate: float = 0.0  # share of a voter's items that are quality-control repeats, in [0, 1]
+    results_visible_to_voters: bool = False
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """What a spec would create, for a preview before `create_study`."""
+
+    comparisons: list[ComparisonSpec]
+    comparisons_by_group: dict[str, int]
+    pairs: int  # regular image pairs (items to judge)
+    qc_pairs: int  # quality-control repeats planned beside them
+    images: int  # distinct images the pairs need
+    images_rendered: int  # of those, already rendered (by this or another study)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A validated spec resolved against the database (nothing written yet)."""
+
+    comparisons: list[ComparisonSpec]
+    variants: dict[str, Variant]
+    checkpoints: dict[tuple[str, str], Checkpoint]  # (variant, label) -> checkpoint
+    prompts: list[str]
+    settings: dict[str, Any]
+    settings_hash: str
+
+    def image_key(self, variant: str, label: str, prompt: str, seed: int) -> tuple:
+        """(checkpoint id or None for the reference, prompt text, seed): one distinct image."""
+        if variant == REFERENCE:
+            return (None, prompt, seed)
+        return (self.checkpoints[(variant, label)].id, prompt, seed)
+
+    def pair_keys(self, spec: StudySpec):
+        """Every (comparison, label, prompt, seed) of the study, in a stable order."""
+        return itertools.product(self.comparisons, spec.checkpoint_labels, self.prompts, spec.seeds)
+
+
+def sd_settings(settings: dict[str, Any]):
+    """`deprojector.generate.SDSettings` from a dict, with a StudyError naming a bad field."""
+    from deprojector.generate import SDSettings
+
+    try:
+        return SDSettings(**settings)
+    except TypeError as exc:
+        raise StudyError(
+            f"settings: {exc}; expected the fields of deprojector.generate.SDSettings"
+        ) from exc
+
+
+def _resolve(session: Session, spec: StudySpec) -> _Plan:
+    # 1. Plain fields
+    if not spec.name.strip():
+        raise StudyError(f"name: {spec.name!r} is empty; give the study a name")
+    if session.scalar(select(Study.id).where(Study.name == spec.name)) is not None:
+        raise StudyError(f"name: a study named {spec.name!r} already exists; choose another name")
+    if not 0.0 <= spec.qc_rate <= 1.0:
+        raise StudyError(f"qc_rate: {spec.qc_rate!r} is outside [0, 1]; e.g. 0.1 for 10 %")
+    if not spec.seeds or len(set(spec.seeds)) != len(spec.seeds):
+        raise StudyError(f"seeds: {list(spec.seeds)!r}; expected one or more distinct integers")
+    if not spec.checkpoint_labels or len(set(spec.checkpoint_labels)) != len(
+        spec.checkpoint_labels
+    ):
+        raise StudyError(
+            f"checkpoint_labels: {list(spec.checkpoint_labels)!r}; expected one or more "
+            "distinct labels, e.g. ['epoch-8', 'epoch-10']"
+        )
+    if not spec.prompts:
+        raise StudyError("prompts: none given; expected at least one prompt text")
+    prompts = []
+    for i, text in enumerate(spec.prompts):
+        if not isinstance(text, str) or not text.strip():
+            raise StudyError(f"prompts[{i}]: {text!r} is empty; expected some text")
+        if text.strip() in prompts:
+            raise StudyError(f"prompts[{i}]: {text.strip()!r} appears twice; list each once")
+        prompts.append(text.strip())
+
+    # 2. Variants and their checkpoints
+    names = list(dict.fromkeys(spec.variants))
+    if spec.reference_comparisons:
+        names = list(dict.fromkeys([*names, REFERENCE]))
+    rows = {v.name: v for v in session.scalars(select(Variant).where(Variant.name.in_(names)))}
+    for name in names:
+        if name not in rows:
+            if name == REFERENCE:
+                continue  # the built-in reference is created on demand by create_study
+            known = session.scalars(select(Variant.name).order_by(Variant.name)).all()
+            raise StudyError(f"variants: unknown variant {name!r}; registered: {known}")
+    comparisons = derive_comparisons(
+        {name: rows[name].hyperparameters if name in rows else {} for name in names},
+        spec.base,
+        include_reference=list(spec.reference_comparisons),
+    )
+    if not comparisons:
+        raise StudyError(
+            f"variants: no two of {names} differ in exactly one hyperparameter and no "
+            "reference_comparisons were given; add variants one change away from the base"
+        )
+    used = {v for c in comparisons for v in (c.variant_a, c.variant_b)} - {REFERENCE}
+    checkpoints: dict[tuple[str, str], Checkpoint] = {}
+    for checkpoint, variant_name in session.execute(
+        select(Checkpoint, Variant.name)
+        .join(Variant, Checkpoint.variant_id == Variant.id)
+        .where(Variant.name.in_(used))
+    ):
+        checkpoints[(variant_name, checkpoint.label)] = checkpoint
+    for name in sorted(used):
+        for label in spec.checkpoint_labels:
+            if (name, label) not in checkpoints:
+                has = sorted(lab for (v, lab) in checkpoints if v == name)
+                raise StudyError(
+                    f"checkpoint_labels: variant {name!r} has no checkpoint labelled {label!r} "
+                    f"(it has {has}); register it or drop the label"
+                )
+
+    # 3. Settings: SDSettings validates the fields and defines the hash images are keyed by
+    settings = sd_settings(spec.settings)
+    return _Plan(
+        comparisons=comparisons,
+        variants=rows,
+        checkpoints=checkpoints,
+        prompts=prompts,
+        settings=settings.to_dict(),
+        settings_hash=settings.settings_hash(),
+    )
+
+
+def _distinct_images(plan: _Plan, spec: StudySpec) -> set[tuple]:
+    keys = set()
+    for comparison, label, prompt, seed in plan.pair_keys(spec):
+        keys.add(plan.image_key(comparison.variant_a, label, prompt, seed))
+        keys.add(plan.image_key(comparison.variant_b, label, prompt, seed))
+    return keys
+
+
+def _existing_images(session: Session, plan: _Plan) -> dict[tuple, Image]:
+    """Images already in the database for this plan's prompts and settings, by image key."""
+    rows = session.execute(
+        select(Image, Prompt.text)
+        .join(Prompt, Image.prompt_id == Prompt.id)
+        .where(Prompt.text.in_(plan.prompts), Image.settings_hash == plan.settings_hash)
+    )
+    return {(image.checkpoint_id, text, image.seed): image for image, text in rows}
+
+
+def plan_summary(session: Session, spec: StudySpec) -> PlanSummary:
+    """Validate `spec` and count what `create_study` would make, without writing anything."""
+    plan = _resolve(session, spec)
+    keys = _distinct_images(plan, spec)
+    existing = _existing_images(session, plan)
+    pairs = len(plan.comparisons) * len(spec.checkpoint_labels) * len(plan.prompts)
+    pairs *= len(spec.seeds)
+    return PlanSummary(
+        comparisons=plan.comparisons,
+        comparisons_by_group=dict(Counter(c.group for c in plan.comparisons)),
+        pairs=pairs,
+        qc_pairs=pairs if spec.qc_rate > 0 else 0,
+        images=len(keys),
+        images_rendered=sum(1 for k in keys if k in existing and existing[k].path is not None),
+    )
+
+
+def _reference_variant(session: Session) -> Variant:
+    variant = session.scalar(select(Variant).where(Variant.name == REFERENCE))
+    if variant is None:
+        variant = Variant(
+            name=REFERENCE, kind="reference", hyperparameters={}, notes="no deprojector"
+        )
+        session.add(variant)
+        session.flush()
+    return variant
+
+
+def create_study(session: Session, spec: StudySpec) -> Study:
+    """Validate `spec` and write the study with its pairs, images and generation jobs.
+
+    Images are get-or-create on (checkpoint, prompt, seed, settings hash), so an image another
+    study (or another pair) needs is made once; the reference's images have no checkpoint.
+    Quality-control repeats: when `qc_rate` > 0, each regular pair gets a `swapped_repeat` twin
+    here, at planning (same images; the scheduler shows it with the sides the annotator did not
+    see). Jobs are created for images without a file and without a job. Does not commit.
+    """
+    # 1. Validate and resolve names against the database
+    plan = _resolve(session, spec)
+    if REFERENCE in {v for c in plan.comparisons for v in (c.variant_a, c.variant_b)}:
+        plan.variants[REFERENCE] = _reference_variant(session)
+
+    # 2. Prompts (get-or-create by text; kind by the comma rule)
+    prompt_rows = {
+        p.text: p for p in session.scalars(select(Prompt).where(Prompt.text.in_(plan.prompts)))
+    }
+    for text in plan.prompts:
+        if text not in prompt_rows:
+            prompt_rows[text] = Prompt(text=text, kind=prompt_kind(text), parts=prompt_parts(text))
+            session.add(prompt_rows[text])
+
+    # 3. The study, its prompts and comparisons
+    study = Study(
+        name=spec.name,
+        settings=plan.settings,
+        settings_hash=plan.settings_hash,
+        seeds=list(spec.seeds),
+        checkpoint_labels=list(spec.checkpoint_labels),
+        base_variant_id=plan.variants[spec.base].id,
+        status="draft",
+        results_visible_to_voters=spec.results_visible_to_voters,
+        qc_rate=spec.qc_rate,
+    )
+    session.add(study)
+    for position, text in enumerate(plan.prompts):
+        study.study_prompts.append(StudyPrompt(prompt=prompt_rows[text], position=position))
+    comparison_rows = {}
+    for c in plan.comparisons:
+        comparison_rows[c.name] = Comparison(
+            variant_a_id=plan.variants[c.variant_a].id,
+            variant_b_id=plan.variants[c.variant_b].id,
+            group=c.group,
+            a_setting=c.a_setting,
+            b_setting=c.b_setting,
+            name=c.name,
+        )
+        study.comparisons.append(comparison_rows[c.name])
+    session.flush()
+
+    # 4. Distinct images, shared with pairs and studies that already need them
+    existing = _existing_images(session, plan)
+    images = {}
+    for key in sorted(_distinct_images(plan, spec), key=repr):
+        images[key] = existing.get(key)
+        if images[key] is None:
+            checkpoint_id, text, seed = key
+            images[key] = Image(
+                checkpoint_id=checkpoint_id,
+                prompt=prompt_rows[text],
+                seed=seed,
+                settings_hash=plan.settings_hash,
+                settings=plan.settings,
+                width=plan.settings.get("width"),
+                height=plan.settings.get("height"),
+            )
+            session.add(images[key])
+    session.flush()
+
+    # 5. Image pairs (and their QC twins)
+    for c, label, text, seed in plan.pair_keys(spec):
+        image_a = images[plan.image_key(c.variant_a, label, text, seed)]
+        image_b = images[plan.image_key(c.variant_b, label, text, seed)]
+        for qc_kind in (None, QC_KIND) if spec.qc_rate > 0 else (None,):
+            session.add(
+                ImagePair(
+                    comparison_id=comparison_rows[c.name].id,
+                    prompt_id=prompt_rows[text].id,
+                    seed=seed,
+                    checkpoint_label=label,
+                    image_a_id=image_a.id,
+                    image_b_id=image_b.id,
+                    qc_kind=qc_kind,
+                )
+            )
+
+    # 6. Jobs for images not rendered and not already queued by another study
+    missing = [image.id for image in images.values() if image.path is None]
+    queued = set(
+        session.scalars(select(GenerationJob.image_id).where(GenerationJob.image_id.in_(missing)))
+    )
+    for image_id in missing:
+        if image_id not in queued:
+            session.add(GenerationJob(study_id=study.id, image_id=image_id, status="pending"))
+    study.status = "draft" if missing else "ready"
+    session.flush()
+    return study
