@@ -20,6 +20,17 @@ from evaluation.tally import ensure_prepared
 
 ELO_BASE = 1000.0
 ELO_SCALE = 400.0 / np.log(10.0)
+LEADERBOARD_COLUMNS = (
+    "votes",
+    "wins",
+    "ties",
+    "log_strength",
+    "low",
+    "high",
+    "elo",
+    "elo_low",
+    "elo_high",
+)
 
 
 @dataclass(frozen=True)
@@ -143,6 +154,9 @@ def bootstrap_leaderboard(
         raise ValueError(f"rounds={rounds}; expected at least 1 bootstrap round.")
     pairs = aggregate_pairs(votes)
     p, v = len(pairs.prompts), len(pairs.variants)
+    if v == 0:
+        empty = pd.DataFrame(columns=["rank", "variant", *LEADERBOARD_COLUMNS])
+        return Leaderboard(table=empty, rounds=rounds, seed=seed, confidence=confidence)
     # 1. Point estimate on all votes.
     wins = pairs.wins.sum(axis=0)  # (V, V)
     score = fit_bradley_terry(wins, prior)

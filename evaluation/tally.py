@@ -216,7 +216,10 @@ def prepare_votes(votes: pd.DataFrame, source: str | None = None) -> pd.DataFram
 
 def ensure_prepared(votes: pd.DataFrame) -> pd.DataFrame:
     """`votes` if it already went through `prepare_votes`, else the prepared copy."""
-    if "outcome" in votes.columns and "winner" in votes.columns:
+    prepared = ("outcome", "winner", "variant_a", "a_setting")
+    if all(c in votes.columns for c in prepared) and all(
+        isinstance(votes[c].dtype, pd.CategoricalDtype) for c in prepared[1:]
+    ):
         return votes
     return prepare_votes(votes)
 

@@ -153,3 +153,9 @@ def test_unbeaten_variant_and_disconnected_graph_stay_finite():
     score = fit_bradley_terry(wins)
     assert np.isfinite(score).all()
     assert score[0] > score[1] and score[2] > score[3]
+
+
+def test_no_votes_give_an_empty_leaderboard(known_votes):
+    """A study without votes yet gets an empty table, not an error."""
+    board = bootstrap_leaderboard(known_votes.iloc[:0], rounds=10, seed=1)
+    assert board.table.empty and board.seed == 1
