@@ -494,16 +494,23 @@ class VTDeprojector(nn.Module):
         return model
 
 
+def preset_info(preset: str, hidden_size: int = 768) -> dict[str, Any]:
+    """Parameter counts of a preset (one member), built on the meta device (no memory, no CLIP)."""
+    config = vt_config(preset, hidden_size)
+    with torch.device("meta"):
+        model = VTDeprojector(config)
+    return {
+        "preset": preset,
+        "hidden_size": hidden_size,
+        "config": config.to_dict(),
+        "hyperparameters": config.hyperparameters(),
+        **parameter_counts(model, hidden_size),
+    }
+
+
 def _member_seed(seed: int, k: int) -> int:
     # Distinct, reproducible streams per member; member 0 of seed s is the single model of seed s.
     return seed * 1_000_003 + k
-
-
-def check_finite_embeds(embeds: torch.Tensor, name: str = "embeds") -> None:
-    """Raise InputShapeError when an input holds NaN/Inf (the output would be all NaN)."""
-    if not bool(torch.isfinite(embeds).all()):
-        bad = int((~torch.isfinite(embeds)).sum())
-        raise InputShapeError(f"{name} holds {bad} NaN/Inf values; expected finite embeddings")
 
 
 __all__ = [
@@ -513,6 +520,7 @@ __all__ = [
     "VTDeprojector",
     "VTMember",
     "parameter_counts",
+    "preset_info",
     "quick_gelu",
     "vt_config",
     "weighted_mse",
