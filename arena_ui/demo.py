@@ -1,0 +1,27 @@
+"""Building the demo study from the welcome page, with a progress bar.
+
+`evaluation.demo` trains and renders with torch; it is imported inside the function so that the
+welcome page itself stays light.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from db.engine import data_dir
+
+
+def build_demo_with_progress() -> None:
+    """Run `evaluation.demo.build_demo` into the data dir, showing its progress."""
+    from evaluation.demo import build_demo  # torch: lazily, only when asked
+
+    bar = st.progress(0.0, text="Starting the demo build")
+
+    def report(fraction: float, message: str = "") -> None:
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message or "Building the demo")
+
+    with st.spinner("Training tiny variants and rendering images on the CPU"):
+        result = build_demo(data_dir(), progress=report)
+    bar.progress(1.0, text="Demo study ready")
+    st.success(f"Demo study ready: {result}. Open the Vote page to start.")
+    st.page_link("pages/vote.py", label="Vote now", icon="⚖️")

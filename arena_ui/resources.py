@@ -1,0 +1,53 @@
+"""Process-wide resources of the app: the database engine (migrated once) and the data dir.
+
+`engine()` is an `st.cache_resource`: one engine per server process, shared by every session.
+On its first call it applies the migrations and, on a fresh install with no admin, creates one
+and prints its one-time login link on the server console (as Jupyter does).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import streamlit as st
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from db.auth import ensure_bootstrap_admin
+from db.engine import data_dir, make_engine, session_factory, upgrade
+
+BOOTSTRAP_NOTICE = "ARENA ADMIN LOGIN (shown once, keep it private):"
+
+
+@st.cache_resource(show_spinner=False)
+def engine() -> Engine:
+    """The shared engine, with the schema at head and a bootstrap admin announced if needed."""
+    eng = make_engine()
+    upgrade(eng)
+    with session_factory(eng).begin() as s:
+        token = ensure_bootstrap_admin(s)
+    if token is not None:
+        print(f"\n  {BOOTSTRAP_NOTICE}\n  {login_link(token)}\n", file=sys.stderr, flush=True)
+    return eng
+
+
+def login_link(token: str) -> str:
+    """The personal link for `token` on this server (address and port from its options)."""
+    address = st.get_option("browser.serverAddress") or "localhost"
+    port = st.get_option("browser.serverPort") or st.get_option("server.port") or 8501
+    return f"http://{address}:{port}/?token={token}"
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on an exception."""
+    with session_factory(engine()).begin() as s:
+        yield s
+
+
+def image_file(relative: str) -> Path:
+    """The absolute path of an image stored (relative to the data dir) in the database."""
+    return data_dir() / relative

@@ -1,0 +1,62 @@
+"""Welcome: what the arena is, how to sign in, and a one-click demo study for admins."""
+
+import streamlit as st
+
+from arena_ui.demo import build_demo_with_progress
+from arena_ui.identity import current_user
+from arena_ui.resources import BOOTSTRAP_NOTICE
+from arena_ui.selection import visible_studies
+
+st.title("Deprojector Arena")
+st.markdown(
+    """
+A **CLIP Text Deprojector** turns a CLIP sentence embedding back into the 77-token sequence that
+Stable Diffusion is conditioned on. Which variant of it makes better pictures is a question for
+people, not a loss curve. Here you **vote blind between two images** made from the same prompt
+and seed by two variants that differ in exactly one hyperparameter, and the arena tallies the
+votes the way the original articles did (sets won 組数, then points 点数), plus the statistics a
+careful reader asks for: win shares with intervals, position bias, annotator agreement and a
+Bradley-Terry leaderboard.
+"""
+)
+
+user = current_user()
+if user is None:
+    st.subheader("Sign in")
+    st.markdown(
+        "Annotators open the **personal link** their admin gave them (it ends in `?token=...`)."
+    )
+    st.info(
+        "Setting up a fresh install? The server printed a one-time **admin login link** on its "
+        f"console, in the terminal where `streamlit run app.py` runs (look for "
+        f"`{BOOTSTRAP_NOTICE}`). Lost it? `python -m db create-admin NAME` prints a new one."
+    )
+    st.stop()
+
+st.success(f"Signed in as **{user.name}** ({user.role}).")
+studies = visible_studies(user)
+if studies:
+    st.page_link("pages/vote.py", label=f"Start voting ({len(studies)} studies open)", icon="⚖️")
+else:
+    st.info("No study is open for voting yet. An admin creates one, or builds the demo below.")
+
+if not user.is_admin:
+    st.stop()
+
+st.subheader("Demo study")
+st.markdown(
+    """
+One click builds a complete small study on this machine's CPU in about two minutes: seven tiny VT
+variants in the article's 2x2x2-minus-one design plus the reference, briefly trained on a tiny
+CLIP, rendered with a tiny Stable Diffusion pipeline for the article's six prompts at two
+checkpoints.
+
+**The demo models are random and tiny**: their images are coloured noise, useful only to try the
+voting and the tallies. For real images, point a study at a local Stable Diffusion 1.x folder in
+diffusers layout (Studies page, *SD model folder*), and add real deprojector checkpoints on the
+Variants page (upload a safetensors file with its JSON config, register a folder on the server, or
+import a published legacy folder). Train your own with `python -m deprojector.train`.
+"""
+)
+if st.button("Build the demo study", type="primary", key="build_demo"):
+    build_demo_with_progress()
