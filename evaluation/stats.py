@@ -210,10 +210,10 @@ def krippendorff_alpha(counts: np.ndarray, metric: str = "ordinal") -> float:
     return float(1 - d_observed / d_expected)
 
 
-def item_value_counts(votes: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def item_value_counts(votes: pd.DataFrame) -> tuple[np.ndarray, pd.Categorical]:
     """Per item (comparison + prompt + checkpoint + seed): counts of [B better, tie, A better],
-    and the comparison code of each item. Choices are read from the A side's view, so agreement
-    is about the images, not about which side of the screen they were on."""
+    and each item's group. Choices are read from the A side's view, so agreement is about the
+    images, not about which side of the screen they were on."""
     votes = ensure_prepared(votes)
     key = np.zeros(len(votes), dtype=np.int64)
     for column in ITEM_COLUMNS:
@@ -222,26 +222,20 @@ def item_value_counts(votes: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     item, _ = pd.factorize(key)
     n_items = int(item.max()) + 1 if len(item) else 0
     counts = np.bincount(item * 3 + votes["outcome"].to_numpy() + 1, minlength=3 * n_items)
-    comparison = np.zeros(n_items, dtype=np.int64)
-    comparison[item] = votes["comparison"].array.codes
-    return counts.reshape(-1, 3), comparison
+    group = votes["group"].array
+    item_group = np.zeros(n_items, dtype=group.codes.dtype)
+    item_group[item] = group.codes  # an item belongs to one comparison, so to one group
+    return counts.reshape(-1, 3), pd.Categorical.from_codes(item_group, dtype=group.dtype)
 
 
 def annotator_agreement(votes: pd.DataFrame, metric: str = "ordinal") -> pd.DataFrame:
     """Krippendorff's alpha on B better < tie < A better, over items judged at least twice;
     one row for all items, then one per group (hyperparameter)."""
-    votes = ensure_prepared(votes)
-    counts, comparison = item_value_counts(votes)
+    counts, item_group = item_value_counts(votes)
     judged = counts.sum(axis=1)
     multi = judged >= 2
-    comp_group = (
-        pd.DataFrame({"c": votes["comparison"].array.codes, "g": votes["group"].astype(str)})
-        .drop_duplicates("c")
-        .set_index("c")["g"]
-    )
-    item_group = comp_group.reindex(comparison).to_numpy()
     scopes = [("all", np.ones(len(counts), dtype=bool))]
-    scopes += [(g, item_group == g) for g in pd.unique(item_group)]
+    scopes += [(str(g), np.asarray(item_group == g)) for g in pd.unique(item_group)]
     rows = []
     for scope, mask in scopes:
         sel = mask & multi

@@ -167,9 +167,7 @@ def prepare_votes(votes: pd.DataFrame, source: str | None = None) -> pd.DataFram
 
     # 5. A comparison means the same thing in every row.
     comp = cats["comparison"].codes.astype(np.int64)
-    first = _first_rows(comp, len(cats["comparison"].categories))
-    present = first < n
-    first_of_row = np.where(present, first, 0)[comp]
+    first_of_row = _first_rows(comp, len(cats["comparison"].categories))[comp]
     codes_by_column = {
         "group": cats["group"].codes,
         "variant_a": a_var,
@@ -182,7 +180,11 @@ def prepare_votes(votes: pd.DataFrame, source: str | None = None) -> pd.DataFram
         differs = codes != codes[first_of_row]
         if differs.any():
             pos = int(np.argmax(differs))
-            expected = f"{votes[column].iloc[first_of_row[pos]]!r} as in {_where(int(first_of_row[pos]), source)} of the same comparison"
+            first = int(first_of_row[pos])
+            expected = (
+                f"{votes[column].iloc[first]!r} as in {_where(first, source)} "
+                "of the same comparison"
+            )
             _fail(pos, column, votes[column].iloc[pos], expected, source)
 
     # 6. Derive the outcome from the A side's view: choice says left/right, left_variant says who.
@@ -210,8 +212,7 @@ def prepare_votes(votes: pd.DataFrame, source: str | None = None) -> pd.DataFram
             columns[column] = votes[column].array  # timestamps stay as they came
     columns["outcome"] = outcome
     columns["winner"] = pd.Categorical.from_codes(winner_code, dtype=variant_dtype)
-    out = pd.DataFrame(columns, index=pd.RangeIndex(n))
-    return out
+    return pd.DataFrame(columns, index=pd.RangeIndex(n))
 
 
 def ensure_prepared(votes: pd.DataFrame) -> pd.DataFrame:
