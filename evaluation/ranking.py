@@ -149,7 +149,11 @@ def bootstrap_leaderboard(
     prior: float = 0.01,
 ) -> Leaderboard:
     """Fit Bradley-Terry to all votes; percentile intervals from `rounds` bootstrap samples of
-    whole prompts (a prompt drawn k times counts all its votes k times)."""
+    whole prompts (a prompt drawn k times counts all its votes k times).
+
+    Scores are only comparable within a connected part of the comparison graph (a study's
+    one-difference pairs connect all its variants; a frame filtered to one group may not).
+    """
     if rounds < 1:
         raise ValueError(f"rounds={rounds}; expected at least 1 bootstrap round.")
     pairs = aggregate_pairs(votes)
