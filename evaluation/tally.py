@@ -71,15 +71,22 @@ def _fail(position: int, column: str, found: object, expected: str, source: str 
 
 
 def _as_category(series: pd.Series) -> pd.Categorical:
-    """The column as a Categorical with string categories (settings like 2 become '2')."""
+    """The column as a Categorical with text categories (a setting 2 becomes '2')."""
     if isinstance(series.dtype, pd.CategoricalDtype):
         cat = series.array
-        if not pd.api.types.is_string_dtype(cat.categories.dtype):
-            cat = cat.rename_categories([str(c) for c in cat.categories])
+    elif pd.api.types.is_string_dtype(series.dtype):
+        cat = pd.Categorical(series)
+    else:
+        # Factorize first, then turn only the distinct values into text (a million int seeds
+        # would otherwise become a million Python strings).
+        codes, uniques = pd.factorize(series)
+        cat = pd.Categorical.from_codes(codes, categories=uniques)
+    if pd.api.types.infer_dtype(cat.categories) in ("string", "empty"):
         return cat
-    if not pd.api.types.is_string_dtype(series.dtype):
-        series = series.astype(str).where(series.notna())
-    return pd.Categorical(series)
+    names = np.array([str(c) for c in cat.categories], dtype=object)
+    text, merged = np.unique(names, return_inverse=True)  # 1 and '1' are the same text
+    codes = np.where(cat.codes >= 0, merged[cat.codes], -1)
+    return pd.Categorical.from_codes(codes, categories=text)
 
 
 def _shared_codes(cats: list[pd.Categorical]) -> tuple[pd.Index, list[np.ndarray]]:
