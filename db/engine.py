@@ -9,6 +9,8 @@ locked". `DATABASE_URL` switches to any SQLAlchemy URL; PostgreSQL uses psycopg 
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +58,80 @@ def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
     parsed = normalize_url(url if url is not None else database_url())
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    gate = None
+    if parsed.get_backend_name() == "sqlite" and parsed.get_driver_name() == "pysqlite":
+        gate = _WriteGate(SQLITE_BUSY_TIMEOUT_MS / 1000)
+        kwargs["connect_args"] = {"factory": _GatedConnection, **kwargs.get("connect_args", {})}
     engine = create_engine(parsed, **kwargs)
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, gate)
     return engine
 
 
-def _configure_sqlite(engine: Engine) -> None:
+class _WriteGate:
+    """An in-process queue in front of SQLite's single write lock.
+
+    SQLite's busy handler makes a waiting writer sleep in growing steps (up to 100 ms), so
+    threads of one process contending for BEGIN IMMEDIATE waste most of their time asleep. Threads
+    wait here instead and are handed the turn as soon as the previous transaction ends. Other
+    processes are still kept apart by SQLite's own lock and `busy_timeout`.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+        self._timeout_s = timeout_s
+
+    def enter(self) -> bool:
+        """Wait for the turn; False (no turn taken) when this thread already holds it or the
+        wait timed out, in which case SQLite's busy timeout decides."""
+        if self._owner == threading.get_ident():
+            return False
+        if not self._lock.acquire(timeout=self._timeout_s):
+            return False
+        self._owner = threading.get_ident()
+        return True
+
+    def leave(self) -> None:
+        self._owner = None
+        self._lock.release()
+
+
+class _GatedConnection(sqlite3.Connection):
+    """sqlite3 connection that gives the write turn back once its transaction has ended."""
+
+    gate: _WriteGate | None = None
+    holds_gate: bool = False
+
+    def _leave_gate(self) -> None:
+        if self.holds_gate:
+            self.holds_gate = False
+            self.gate.leave()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._leave_gate()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._leave_gate()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._leave_gate()
+
+
+def _configure_sqlite(engine: Engine, gate: _WriteGate | None) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if isinstance(dbapi_connection, _GatedConnection):
+            dbapi_connection.gate = gate
         # Take transaction control away from the sqlite3 module (it would not BEGIN before
         # SELECTs and breaks SAVEPOINTs); the "begin" hook below emits our own BEGIN.
         dbapi_connection.isolation_level = None
@@ -84,7 +151,15 @@ def _configure_sqlite(engine: Engine) -> None:
                 f"execution option sqlite_begin={mode!r}: expected 'IMMEDIATE', 'DEFERRED' "
                 "or 'EXCLUSIVE'"
             )
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        dbapi_connection = conn.connection.driver_connection
+        if mode != "DEFERRED" and getattr(dbapi_connection, "gate", None) is not None:
+            dbapi_connection.holds_gate = dbapi_connection.gate.enter()
+        try:
+            conn.exec_driver_sql(f"BEGIN {mode}")
+        except BaseException:
+            if isinstance(dbapi_connection, _GatedConnection):
+                dbapi_connection._leave_gate()
+            raise
 
 
 def session_factory(engine: Engine | None = None) -> sessionmaker[Session]:

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -74,4 +75,23 @@ def test_cli_upgrade_creates_the_schema(tmp_path):
     assert result.returncode == 0, result.stderr
     engine = make_engine(f"sqlite:///{tmp_path / 'arena.sqlite3'}")
     assert "votes" in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_a_deferred_reader_is_not_blocked_by_an_open_write_transaction(tmp_path):
+    """Pages that only read (sqlite_begin="DEFERRED") see committed data while a writer holds
+    the write lock, without waiting for it."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'a.sqlite3'}")
+    upgrade(engine)
+    reader = engine.execution_options(sqlite_begin="DEFERRED")
+    with engine.begin() as writer:  # BEGIN IMMEDIATE: holds SQLite's write lock
+        writer.exec_driver_sql(
+            "INSERT INTO prompts (text, kind, parts) VALUES ('x', 'single', '[]')"
+        )
+        start = time.monotonic()
+        with reader.begin() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM prompts").scalar() == 0
+        assert time.monotonic() - start < 1.0
+    with reader.begin() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM prompts").scalar() == 1
     engine.dispose()
