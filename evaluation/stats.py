@@ -27,7 +27,7 @@ def wilson_interval(
         p = k / n
         centre = (p + z * z / (2 * n)) / (1 + z * z / n)
         half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return centre - half, centre + half
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
 def sign_test(successes: np.ndarray | int, n: np.ndarray | int) -> np.ndarray:
