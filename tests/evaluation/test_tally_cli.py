@@ -182,3 +182,40 @@ def test_bad_arguments_exit_2(capsys):
     """An unknown --format is a usage error (status 2), like every argparse CLI."""
     assert main(["--votes", "x.csv", "--format", "xml"]) == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_votes_exported_from_the_database_tally(tmp_path, capsys):
+    """Votes recorded through db.queries and exported as the interchange CSV tally as cast."""
+    from datetime import UTC, datetime
+
+    from db.engine import make_engine, session_factory, upgrade
+    from db.queries import live_votes_frame, record_vote, study_pairs
+    from db.synthetic import create_synthetic_study, create_voters
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'arena.sqlite3'}")
+    upgrade(engine)
+    with session_factory(engine).begin() as s:
+        study = create_synthetic_study(s, "t", n_comparisons=1, n_prompts=2, labels=("epoch-8",))
+        ((voter, _token),) = create_voters(s, 1)
+        pairs = study_pairs(s, study.id, include_qc=False)
+        # Pair 0: A shown left and clicked; pair 1: A shown right, left (= B) clicked.
+        record_vote(s, pairs[0].id, voter, "a", "left", datetime.now(UTC), study_id=study.id)
+        record_vote(s, pairs[1].id, voter, "b", "left", datetime.now(UTC), study_id=study.id)
+        frame = live_votes_frame(s, study.id)
+    engine.dispose()
+    path = tmp_path / "votes.csv"
+    frame.to_csv(path, index=False)
+    assert main(["--votes", str(path)]) == 0
+    (group,) = json.loads(capsys.readouterr().out)["groups"]
+    assert (group["group"], group["x"], group["y"]) == ("h1", "0", "1")
+    assert group["sets"] == [
+        {
+            "comparison": "t-v0 vs t-v1",
+            "x_variant": "t-v0",
+            "y_variant": "t-v1",
+            "x_wins": 1,
+            "y_wins": 1,
+            "ties": 0,
+            "winner": "draw",
+        }
+    ]
