@@ -287,3 +287,15 @@ def test_csv_source_names_the_line():
     """With a file name as source, the message names the CSV line (data row + 1)."""
     with pytest.raises(VoteDataError, match=r"votes\.csv line 4 \(data row 3\), column 'choice'"):
         prepare_votes(_broken("choice", "maybe", 3), source="votes.csv")
+
+
+def test_to_frame_has_one_row_per_set_with_group_totals():
+    """The display frame repeats each table's totals beside every one of its sets."""
+    votes = frame(
+        set_votes("embed_dim", "v1", "v5", "2D", "D", a_wins=3, b_wins=1),
+        set_votes("embed_dim", "v2", "v6", "2D", "D", a_wins=1, b_wins=2),
+    )
+    table = tally_votes(votes).to_frame()
+    assert table["comparison"].tolist() == ["v1 vs v5", "v2 vs v6"]
+    assert table["winner"].tolist() == ["x", "y"]
+    assert table["x_points"].tolist() == [4, 4] and table["group_winner"].tolist() == ["x", "x"]
