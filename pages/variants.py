@@ -1,0 +1,78 @@
+"""Variants (admin): every variant with its hyperparameters, checkpoints and parameter counts;
+add a checkpoint by upload, by a folder on the server, or by importing a published folder."""
+
+import streamlit as st
+
+from arena_ui import checkpoints
+from arena_ui.identity import require_admin
+
+require_admin()
+st.title("Variants")
+if notice := st.session_state.pop("variants_notice", None):
+    st.success(notice)
+
+variant_rows, checkpoint_rows = checkpoints.catalogue()
+if not variant_rows:
+    st.info("No variants yet: add a checkpoint below, or build the demo on the Welcome page.")
+st.dataframe(variant_rows, hide_index=True, key="variants_table")
+st.subheader("Checkpoints")
+st.dataframe(checkpoint_rows, hide_index=True, key="checkpoints_table")
+
+st.header("Add a checkpoint")
+st.caption(
+    "Each checkpoint is loaded and checked (shapes match its config, all weights finite) before "
+    "it is accepted. Leave the hyperparameters empty to read them from the checkpoint."
+)
+
+
+def variant_fields(prefix: str) -> tuple[str, str, str, str]:
+    name = st.text_input("Variant name", key=f"{prefix}_variant")
+    label = st.text_input("Checkpoint label", value="epoch-10", key=f"{prefix}_label")
+    hyper = st.text_input("Hyperparameters (JSON, optional)", key=f"{prefix}_hyper")
+    notes = st.text_input("Notes", key=f"{prefix}_notes")
+    return name, label, hyper, notes
+
+
+def add(make_folder, fields, owned: bool) -> None:
+    try:
+        checkpoint = checkpoints.accept(make_folder(), *fields, owned=owned)
+    except checkpoints.CheckpointRejected as error:
+        st.error(str(error))
+        st.stop()
+    st.session_state["variants_notice"] = (
+        f"Added {fields[0]} / {checkpoint.label} ({checkpoint.params_total:,} parameters)."
+    )
+    st.rerun()
+
+
+upload, server, legacy = st.tabs(["Upload", "Folder on the server", "Import a published folder"])
+with upload, st.form("upload_form"):
+    weights = st.file_uploader("Weights (.safetensors)", type=["safetensors"], key="up_weights")
+    config = st.file_uploader("Config (config.json)", type=["json"], key="up_config")
+    fields = variant_fields("up")
+    cap = checkpoints.max_upload_bytes() // 2**20
+    if st.form_submit_button(f"Upload and validate (max {cap} MiB)"):
+        if weights is None or config is None:
+            st.error("Choose both files: the .safetensors weights and their config.json.")
+        else:
+            add(
+                lambda: checkpoints.save_upload(
+                    weights.name, weights.getvalue(), config.getvalue()
+                ),
+                fields,
+                owned=True,
+            )
+with server, st.form("server_form"):
+    folder = st.text_input(
+        "Folder (relative to the data dir, or under ARENA_CHECKPOINT_ROOTS)", key="srv_folder"
+    )
+    fields = variant_fields("srv")
+    if st.form_submit_button("Register and validate"):
+        add(lambda: checkpoints.resolve_server_folder(folder), fields, owned=False)
+with legacy, st.form("legacy_form"):
+    folder = st.text_input(
+        "Published folder (config.json + weights) on the server", key="leg_folder"
+    )
+    fields = variant_fields("leg")
+    if st.form_submit_button("Import (copy into the data dir) and validate"):
+        add(lambda: checkpoints.import_folder(folder), fields, owned=True)

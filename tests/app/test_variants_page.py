@@ -1,0 +1,127 @@
+"""The variants page (AppTest) and the checkpoint intake behind it: validated before accepted,
+stored under generated names, server folders confined to the allowed roots."""
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import TIMEOUT
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from arena_ui import checkpoints
+from db.models import Variant
+
+VARIANTS_PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "variants.py")
+D = 16
+
+
+@pytest.fixture(scope="module")
+def vt_folder(tmp_path_factory) -> Path:
+    """A real tiny VT checkpoint saved by deprojector.checkpoint (random weights)."""
+    import torch
+
+    from deprojector.checkpoint import save_checkpoint
+    from deprojector.model import VTDeprojector, vt_config
+
+    torch.set_num_threads(1)
+    model = VTDeprojector(vt_config("vt-vicinity-1", D, 4), num_members=1, seed=3)
+    return save_checkpoint(model, tmp_path_factory.mktemp("vt") / "epoch-8", {"seed": 3})
+
+
+def open_variants(token: str) -> AppTest:
+    at = AppTest.from_file(VARIANTS_PAGE, default_timeout=TIMEOUT)
+    at.query_params["token"] = token
+    return at.run()
+
+
+def submit_server_folder(at: AppTest, folder: str, variant: str, label: str = "epoch-8"):
+    at.text_input(key="srv_folder").input(folder)
+    at.text_input(key="srv_variant").input(variant)
+    at.text_input(key="srv_label").input(label)
+    return at.button(key="FormSubmitter:server_form-Register and validate").click().run()
+
+
+def test_voter_is_refused_the_variants_page(tiny):
+    """A voter who types the admin page's URL gets a refusal, not the page."""
+    at = open_variants(tiny.voter_token)
+    assert "admins only" in at.error[0].value
+    assert not at.dataframe and not at.text_input
+
+
+def test_registering_a_server_folder_validates_and_lists_it(tiny, db, vt_folder):
+    """A folder inside the data dir is inspected, stored with its counts and listed."""
+    inside = tiny.data_dir / "models" / "mine"
+    inside.parent.mkdir()
+    inside.symlink_to(vt_folder.parent / "epoch-8", target_is_directory=True)
+    # the symlink leads out of the data dir: refused with the resolved path named
+    at = submit_server_folder(open_variants(tiny.admin_token), "models/mine", "vt-v1")
+    assert "outside the allowed roots" in at.error[0].value
+    assert db.scalar(select(Variant).where(Variant.name == "vt-v1")) is None
+
+    inside.unlink()
+    import shutil
+
+    shutil.copytree(vt_folder, inside)
+    at = submit_server_folder(open_variants(tiny.admin_token), "models/mine", "vt-v1")
+    assert not at.error, at.error[0].value
+    assert "Added vt-v1 / epoch-8" in at.success[0].value
+    db.commit()
+    variant = db.scalar(select(Variant).where(Variant.name == "vt-v1"))
+    (ckpt,) = variant.checkpoints
+    assert (variant.kind, variant.hyperparameters["vicinity"]) == ("vt", 1)
+    assert ckpt.path == "models/mine" and ckpt.params_total > 0 and len(ckpt.sha256) == 64
+    listed = at.dataframe[1].value
+    assert "vt-v1" in list(listed["variant"])
+
+
+def test_parent_escape_is_refused(tiny, db):
+    """'../' out of the data dir is refused before anything is read or stored."""
+    at = submit_server_folder(open_variants(tiny.admin_token), "../../etc", "evil")
+    assert "outside the allowed roots" in at.error[0].value
+    assert db.scalar(select(Variant).where(Variant.name == "evil")) is None
+
+
+def test_upload_is_stored_under_a_generated_name(data_dir, vt_folder):
+    """An uploaded safetensors + config lands in checkpoints/upload-<random>/, whatever its name."""
+    folder = checkpoints.save_upload(
+        "../../weird name.safetensors",
+        (vt_folder / "model.safetensors").read_bytes(),
+        (vt_folder / "config.json").read_bytes(),
+    )
+    assert folder.parent == data_dir / "checkpoints" and folder.name.startswith("upload-")
+    checkpoint = checkpoints.accept(folder, "uploaded", "epoch-8")
+    assert checkpoint.path == f"checkpoints/{folder.name}"
+
+
+@pytest.mark.parametrize(
+    "weights, config, message",
+    [
+        (b"\x00" * 10, None, "checkpoint rejected"),  # truncated / corrupt safetensors
+        (None, b"{not json", "not valid UTF-8 JSON"),
+        (None, "vicinity=3", "checkpoint rejected"),  # config does not match the tensors
+    ],
+)
+def test_bad_uploads_are_rejected_and_leave_nothing(data_dir, vt_folder, weights, config, message):
+    """Corrupt weights, bad JSON or a config that does not match: a precise error, no files, no rows."""
+    from tiny_study import build_tiny_study
+
+    build_tiny_study(data_dir)
+    weights = weights if weights is not None else (vt_folder / "model.safetensors").read_bytes()
+    real_config = json.loads((vt_folder / "config.json").read_text())
+    if config == "vicinity=3":
+        real_config["config"]["vicinity"] = 3
+        config = None
+    config = config if config is not None else json.dumps(real_config).encode()
+    with pytest.raises(checkpoints.CheckpointRejected, match=message):
+        checkpoints.accept(checkpoints.save_upload("m.safetensors", weights, config), "bad", "e1")
+    stored = data_dir / "checkpoints"
+    assert not stored.exists() or not any(stored.iterdir())
+
+
+def test_upload_above_the_cap_is_refused(data_dir, monkeypatch):
+    """A file above ARENA_MAX_UPLOAD_MB is refused with its size and the cap named."""
+    monkeypatch.setenv("ARENA_MAX_UPLOAD_MB", "1")
+    with pytest.raises(checkpoints.CheckpointRejected, match="above the upload cap of 1 MiB"):
+        checkpoints.save_upload("big.safetensors", b"\x00" * (2**20 + 1), b"{}")
+    assert not (data_dir / "checkpoints").exists()
