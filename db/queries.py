@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -168,15 +168,27 @@ def record_vote(
         raise InvalidValueError(f"choice={choice!r}: expected one of {list(CHOICES)}")
     if left_side not in SIDES:
         raise InvalidValueError(f"left_side={left_side!r}: expected 'a' or 'b'")
-    pair = get_pair(s, pair_id, study_id)
-    annotator = get_annotator(s, annotator_id)
+    # one Core query each instead of ORM loads: this is the hot path of the vote page
+    pair = s.execute(
+        select(ImagePair.image_a_id, ImagePair.image_b_id, Comparison.study_id)
+        .join(Comparison, ImagePair.comparison_id == Comparison.id)
+        .where(ImagePair.id == pair_id)
+    ).one_or_none()
+    if pair is None or (study_id is not None and pair.study_id != study_id):
+        where = "" if study_id is None else f" in study id {study_id}"
+        raise NotFoundError(f"image pair id {pair_id!r} does not exist{where}")
+    annotator = s.execute(
+        select(Annotator.name, Annotator.disabled).where(Annotator.id == annotator_id)
+    ).one_or_none()
+    if annotator is None:
+        raise NotFoundError(f"annotator id {annotator_id!r} does not exist")
     if annotator.disabled:
         raise AccessDeniedError(f"annotator {annotator.name!r} is disabled and cannot vote")
 
     # 2. Insert inside a SAVEPOINT so a duplicate rolls back only this insert
     vote = Vote(
-        pair_id=pair.id,
-        annotator_id=annotator.id,
+        pair_id=pair_id,
+        annotator_id=annotator_id,
         left_image_id=pair.image_a_id if left_side == "a" else pair.image_b_id,
         left_side=left_side,
         choice=choice,
@@ -188,20 +200,21 @@ def record_vote(
             s.add(vote)
     except IntegrityError as error:
         raise DuplicateVoteError(
-            f"annotator {annotator.name!r} already has a live vote on pair {pair.id}; "
+            f"annotator {annotator.name!r} already has a live vote on pair {pair_id}; "
             "undo it before voting again"
         ) from error
 
     # 3. Link undone votes on this pair to their replacement
-    for old in s.scalars(
-        select(Vote).where(
-            Vote.annotator_id == annotator.id,
-            Vote.pair_id == pair.id,
+    s.execute(
+        update(Vote)
+        .where(
+            Vote.annotator_id == annotator_id,
+            Vote.pair_id == pair_id,
             Vote.superseded_at.is_not(None),
             Vote.superseded_by_id.is_(None),
         )
-    ):
-        old.superseded_by_id = vote.id
+        .values(superseded_by_id=vote.id)
+    )
     return vote
 
 
