@@ -162,10 +162,21 @@ def _configure_sqlite(engine: Engine, gate: _WriteGate | None) -> None:
             raise
 
 
-def session_factory(engine: Engine | None = None) -> sessionmaker[Session]:
+def session_factory(
+    engine: Engine | None = None, *, readonly: bool = False
+) -> sessionmaker[Session]:
     """A `sessionmaker` bound to `engine` (default `make_engine()`); objects stay usable
-    after commit (`expire_on_commit=False`), which suits Streamlit reruns."""
-    return sessionmaker(engine if engine is not None else make_engine(), expire_on_commit=False)
+    after commit (`expire_on_commit=False`), which suits Streamlit reruns.
+
+    Keep transactions short: on SQLite each one holds the write lock from its start. With
+    `readonly=True` transactions start DEFERRED on SQLite and take no lock while they only read
+    (for pages that only display; a write after a read there may fail with "database is
+    locked").
+    """
+    engine = engine if engine is not None else make_engine()
+    if readonly:
+        engine = engine.execution_options(sqlite_begin="DEFERRED")
+    return sessionmaker(engine, expire_on_commit=False)
 
 
 def alembic_config(url: str | URL | None = None) -> Any:

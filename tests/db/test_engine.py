@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import func, inspect, select
 
-from db.engine import database_url, make_engine, normalize_url, upgrade
-from db.models import Base
+from db.engine import database_url, make_engine, normalize_url, session_factory, upgrade
+from db.models import Base, Prompt
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,20 +78,20 @@ def test_cli_upgrade_creates_the_schema(tmp_path):
     engine.dispose()
 
 
-def test_a_deferred_reader_is_not_blocked_by_an_open_write_transaction(tmp_path):
-    """Pages that only read (sqlite_begin="DEFERRED") see committed data while a writer holds
-    the write lock, without waiting for it."""
+def test_a_readonly_session_is_not_blocked_by_an_open_write_transaction(tmp_path):
+    """Pages that only read (session_factory(readonly=True)) see committed data while a writer
+    holds SQLite's write lock, without waiting for it."""
     engine = make_engine(f"sqlite:///{tmp_path / 'a.sqlite3'}")
     upgrade(engine)
-    reader = engine.execution_options(sqlite_begin="DEFERRED")
+    reader = session_factory(engine, readonly=True)
     with engine.begin() as writer:  # BEGIN IMMEDIATE: holds SQLite's write lock
         writer.exec_driver_sql(
             "INSERT INTO prompts (text, kind, parts) VALUES ('x', 'single', '[]')"
         )
         start = time.monotonic()
-        with reader.begin() as conn:
-            assert conn.exec_driver_sql("SELECT count(*) FROM prompts").scalar() == 0
+        with reader() as s:
+            assert s.scalar(select(func.count(Prompt.id))) == 0
         assert time.monotonic() - start < 1.0
-    with reader.begin() as conn:
-        assert conn.exec_driver_sql("SELECT count(*) FROM prompts").scalar() == 1
+    with reader() as s:
+        assert s.scalar(select(func.count(Prompt.id))) == 1
     engine.dispose()
