@@ -244,60 +244,81 @@ class VTMember(nn.Module):
         return self._mlp_and_output(r)
 
     # --- cached autoregressive pass ------------------------------------------------------
+    def _inference_weights(self) -> dict[str, torch.Tensor]:
+        """Per-step weights with the linear maps folded, reused until a parameter changes.
+
+        The vicinity term sum_i W_2,i (W_s x_(j-i) + b_s) becomes sum_i T_i x_(j-i) + c with
+        T_i = W_2,i W_s: one (vD, D) product per new slot instead of W_s and v blocks of W_2.
+        Folding costs v D^3 once, so it is cached, keyed on the parameters' in-place versions.
+        """
+        params = [p for p in self.parameters()]
+        key = tuple((p.data_ptr(), p._version) for p in params)
+        cached = getattr(self, "_folded", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        d, e, v = self.config.hidden_size, self.config.embed_dim, self.config.vicinity
+        attn = self.self_attn
+        with torch.no_grad():
+            w2 = self.linear2.weight
+            blocks = w2[:, d + e :].reshape(d, v, d).transpose(0, 1)  # (v, D, D): W_2,i
+            w_a = w2[:, :d]
+            if not self._out_proj_is_identity():
+                w_a = w_a @ attn.out_proj.weight
+            weights = {
+                "w_qkv": torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]),
+                "b_qkv": torch.cat([attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias]),
+                "w_a": w_a.contiguous(),  # (D, D), the out-projection folded in
+                "b_a": w2[:, :d] @ attn.out_proj.bias,  # (D,)
+                "t": (blocks @ self.linear1.weight).reshape(v * d, d),  # (vD, D): T_0..T_(v-1)
+                "c": (blocks @ self.linear1.bias).sum(0),  # (D,): every slot's b_s terms
+                "w_g": w2[:, d : d + e].contiguous(),  # (D, E)
+            }
+        self._folded = (key, weights)
+        return weights
+
     def start(self, e_hat: torch.Tensor, num_slots: int) -> _VTCache:
         """Prepare a key/value + vicinity cache for `num_slots` slots."""
         b, d = e_hat.shape
         h, v = self.config.num_heads, self.config.vicinity
-        attn = self.self_attn
-        w_slots, w_g = self._mix_weights()
-        cache = _VTCache(
-            w_qkv=torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]),
-            b_qkv=torch.cat([attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias]),
-            w_slots=w_slots,
-            const=F.linear(self.linear1_embeds(e_hat), w_g, self.linear2.bias),  # (B, D)
+        w = self._inference_weights()
+        const = F.linear(self.linear1_embeds(e_hat), w["w_g"], self.linear2.bias)  # (B, D)
+        return _VTCache(
+            weights=w,
+            const=const + w["c"] + w["b_a"],
             keys=e_hat.new_zeros(b, h, num_slots, d // h),
             values=e_hat.new_zeros(b, h, num_slots, d // h),
-            y=torch.cat(
-                [self.linear1.bias.expand(b, v - 1, d), e_hat.new_zeros(b, num_slots, d)], dim=1
-            ),
-            identity_out=self._out_proj_is_identity(),
+            pending=e_hat.new_zeros(b, num_slots + v, d),
         )
-        return cache
 
     def step(self, cache: _VTCache, x_j: torch.Tensor) -> torch.Tensor:
         """Feed slot j's state x_j (B, D); returns the prediction of hidden state j + 1 (B, D)."""
         j = cache.pos
         b, d = x_j.shape
         h, v = self.config.num_heads, self.config.vicinity
+        w = cache.weights
         # 1. Attention: only the new slot's q/k/v, attending over the cached keys/values.
         z = self.norm(x_j + self.position_embedding[j])
-        q, k, val = F.linear(z, cache.w_qkv, cache.b_qkv).view(b, 3, h, d // h).unbind(1)
+        q, k, val = F.linear(z, w["w_qkv"], w["b_qkv"]).view(b, 3, h, d // h).unbind(1)
         cache.keys[:, :, j] = k
         cache.values[:, :, j] = val
         a = F.scaled_dot_product_attention(
             q.unsqueeze(2), cache.keys[:, :, : j + 1], cache.values[:, :, : j + 1]
         ).reshape(b, d)
-        if not cache.identity_out:
-            a = self.self_attn.out_proj(a)
-        # 2. Vicinity: y_j, y_(j-1), ..., newest first.
-        cache.y[:, v - 1 + j] = self.linear1(x_j)
-        recent = cache.y[:, j : j + v].flip(1).reshape(b, v * d)
+        # 2. Vicinity: T_i x_j is slot (j + i)'s term; add it to the pending sums now.
+        cache.pending[:, j : j + v] += F.linear(x_j, w["t"]).view(b, v, d)
         # 3-5. Mix + residual, MLP + residual, final LayerNorm.
-        r = x_j + F.linear(torch.cat([a, recent], dim=-1), cache.w_slots) + cache.const
+        r = x_j + F.linear(a, w["w_a"]) + cache.pending[:, j] + cache.const
         cache.pos = j + 1
         return self._mlp_and_output(r)
 
 
 @dataclass
 class _VTCache:
-    w_qkv: torch.Tensor  # (3D, D)
-    b_qkv: torch.Tensor  # (3D,)
-    w_slots: torch.Tensor  # (D, D + vD)
-    const: torch.Tensor  # (B, D): W_2 g + b_2
+    weights: dict[str, torch.Tensor]  # from VTMember._inference_weights
+    const: torch.Tensor  # (B, D): W_2 g + b_2 + the b_s and out-projection bias terms
     keys: torch.Tensor  # (B, H, slots, D/H)
     values: torch.Tensor  # (B, H, slots, D/H)
-    y: torch.Tensor  # (B, v - 1 + slots, D): b_s padding, then y_0, y_1, ...
-    identity_out: bool
+    pending: torch.Tensor  # (B, slots + v, D): sum_i T_i x_(j-i) accumulated per slot j
     pos: int = 0
 
 

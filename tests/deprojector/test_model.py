@@ -213,3 +213,19 @@ def test_weighted_mse_weights_real_tokens_25_to_1_and_ignores_position_0():
     assert error_at(0) == 0
     assert torch.isclose(error_at(1) / error_at(10), torch.tensor(25.0))
     assert torch.isclose(weighted_mse(torch.ones(1, 77, 4), zeros, mask), torch.tensor(1.0))
+
+
+def test_cached_inference_follows_weight_changes_and_any_out_projection(clip):
+    """Cached decoding stays equal to prefix recomputation after in-place weight updates (as in
+    training) and with a non-identity attention out-projection (as in an author's file)."""
+    text_model, tokenizer = clip
+    model = VTDeprojector.from_clip(text_model, tokenizer, vt_config("vt-final", D))
+    embeds = random_inputs(2)
+    before = model.deproject(embeds)
+    with torch.no_grad():
+        model.members[0].linear1.weight.mul_(1.5)
+        model.members[0].self_attn.out_proj.weight.add_(0.1 * torch.randn(D, D))
+        model.members[0].self_attn.out_proj.bias.add_(0.1)
+    after = model.deproject(embeds)
+    assert not torch.allclose(before, after, atol=1e-3)
+    assert (after - model.deproject(embeds, use_cache=False)).abs().max() <= 1e-4
