@@ -18,6 +18,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.errors import DatabaseUnavailableError
+
 DEFAULT_DATA_DIR = "./data"
 DATABASE_FILE = "arena.sqlite3"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -47,24 +49,30 @@ def normalize_url(url: str | URL) -> URL:
     return parsed
 
 
-def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str | URL | None = None,
+    *,
+    sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    **kwargs: Any,
+) -> Engine:
     """An engine for `url` (default `database_url()`), configured for safe concurrent use.
 
     On SQLite: WAL journal, `busy_timeout`, `foreign_keys=ON` on every connection, and
-    BEGIN IMMEDIATE for each transaction (pass `execution_options(sqlite_begin="DEFERRED")`
-    on a connection or engine copy for a read-only transaction that should not take the
-    write lock). Other dialects are left as SQLAlchemy configures them.
+    BEGIN IMMEDIATE for each transaction (`session_factory(readonly=True)` for transactions that
+    only read). A locked or read-only SQLite file raises DatabaseUnavailableError. Other
+    dialects are left as SQLAlchemy configures them; `kwargs` go to `create_engine`.
     """
     parsed = normalize_url(url if url is not None else database_url())
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    if is_sqlite and parsed.database not in (None, "", ":memory:") and "uri" not in parsed.query:
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     gate = None
-    if parsed.get_backend_name() == "sqlite" and parsed.get_driver_name() == "pysqlite":
-        gate = _WriteGate(SQLITE_BUSY_TIMEOUT_MS / 1000)
+    if is_sqlite and parsed.get_driver_name() == "pysqlite":
+        gate = _WriteGate(sqlite_busy_timeout_ms / 1000)
         kwargs["connect_args"] = {"factory": _GatedConnection, **kwargs.get("connect_args", {})}
     engine = create_engine(parsed, **kwargs)
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine, gate)
+        _configure_sqlite(engine, gate, sqlite_busy_timeout_ms)
     return engine
 
 
@@ -127,7 +135,7 @@ class _GatedConnection(sqlite3.Connection):
             self._leave_gate()
 
 
-def _configure_sqlite(engine: Engine, gate: _WriteGate | None) -> None:
+def _configure_sqlite(engine: Engine, gate: _WriteGate | None, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         if isinstance(dbapi_connection, _GatedConnection):
@@ -136,12 +144,30 @@ def _configure_sqlite(engine: Engine, gate: _WriteGate | None) -> None:
         # SELECTs and breaks SAVEPOINTs); the "begin" hook below emits our own BEGIN.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys = ON")
-        if engine.url.database not in (None, "", ":memory:"):
+        if engine.url.database not in (None, "", ":memory:") and "mode=ro" not in str(engine.url):
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")  # durable across app crashes in WAL
         cursor.close()
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        # Turn the two SQLite failures a user can fix into a clear, specific error.
+        message = str(context.original_exception)
+        where = engine.url.database
+        if "database is locked" in message or "database table is locked" in message:
+            raise DatabaseUnavailableError(
+                f"the SQLite database {where} stayed locked for {busy_timeout_ms / 1000:g} s "
+                "(another program holds a long write transaction, or a backup/editor has it "
+                "open): close that program and retry"
+            ) from context.original_exception
+        if "readonly database" in message or "unable to open database file" in message:
+            raise DatabaseUnavailableError(
+                f"cannot write the SQLite database {where}: {message}. Make the file and its "
+                "folder writable (SQLite also writes the -wal and -shm files beside it) or set "
+                "ARENA_DATA_DIR to a writable folder"
+            ) from context.original_exception
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:

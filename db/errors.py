@@ -27,3 +27,7 @@ class AccessDeniedError(DbError, PermissionError):
 
 class UnsupportedDatabaseError(DbError):
     """The operation exists only for another backend (e.g. the SQLite online backup)."""
+
+
+class DatabaseUnavailableError(DbError):
+    """The database cannot be used right now: locked too long by another program, or read-only."""

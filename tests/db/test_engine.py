@@ -1,8 +1,10 @@
 """Engine configuration and migrations."""
 
+import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, inspect, select
 
 from db.engine import database_url, make_engine, normalize_url, session_factory, upgrade
-from db.models import Base, Prompt
+from db.errors import DatabaseUnavailableError
+from db.models import Base, Prompt, Vote
+from db.queries import record_vote, study_pairs
+from db.synthetic import create_synthetic_study, create_voters
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -94,4 +99,48 @@ def test_a_readonly_session_is_not_blocked_by_an_open_write_transaction(tmp_path
         assert time.monotonic() - start < 1.0
     with reader() as s:
         assert s.scalar(select(func.count(Prompt.id))) == 1
+    engine.dispose()
+
+
+def _db_with_a_pair(path):
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with session_factory(engine).begin() as s:
+        study = create_synthetic_study(s, "s", n_comparisons=1, n_prompts=1, labels=("e",))
+        [(voter, _)] = create_voters(s, 1)
+        pair_id = study_pairs(s, study.id)[0].id
+    engine.dispose()
+    return pair_id, voter
+
+
+def test_a_database_locked_by_another_program_gives_a_clear_error(tmp_path):
+    """When another program holds the write lock past the busy timeout, the vote fails with a
+    message saying so, and nothing is recorded."""
+    path = tmp_path / "a.sqlite3"
+    pair_id, voter = _db_with_a_pair(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    engine = make_engine(f"sqlite:///{path}", sqlite_busy_timeout_ms=200)
+    try:
+        with pytest.raises(DatabaseUnavailableError, match="stayed locked for 0.2 s"):
+            with session_factory(engine).begin() as s:
+                record_vote(s, pair_id, voter, "a", "left", datetime.now(UTC))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    with session_factory(engine)() as s:
+        assert s.scalar(select(func.count(Vote.id))) == 0
+    engine.dispose()
+
+
+def test_a_read_only_database_gives_a_clear_error(tmp_path):
+    """Writing to a read-only database file names the file and the fix."""
+    path = tmp_path / "a.sqlite3"
+    pair_id, voter = _db_with_a_pair(path)
+    engine = make_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    with pytest.raises(DatabaseUnavailableError, match=r"cannot write .*writable"):
+        with session_factory(engine).begin() as s:
+            record_vote(s, pair_id, voter, "a", "left", datetime.now(UTC))
+    with session_factory(engine, readonly=True)() as s:  # reading still works
+        assert s.scalar(select(func.count(Vote.id))) == 0
     engine.dispose()
