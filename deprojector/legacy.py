@@ -220,19 +220,19 @@ class LegacyDeprojector(nn.Module):
 # --- reading the published layout ---------------------------------------------------------
 
 
-def _member_count(config_json: dict[str, Any], names: set[str], module: str) -> int:
-    if f"{module}.0.weight" in names or any(n.startswith(f"{module}.0.") for n in names):
-        indices = {int(n.split(".")[1]) for n in names if n.startswith(f"{module}.")}
-        from_keys = max(indices) + 1
-    else:
-        from_keys = 1
-    declared = int(config_json.get("ensemble_size", from_keys))
-    return declared
+def _member_count(config_json: dict[str, Any], names: set[str]) -> int:
+    """`ensemble_size` from the config, else 1 + the highest `encoder_layer.<i>.` index."""
+    indices = {
+        int(n.split(".")[1])
+        for n in names
+        if n.startswith("encoder_layer.") and n.split(".")[1].isdigit()
+    }
+    return int(config_json.get("ensemble_size", max(indices) + 1 if indices else 1))
 
 
 def legacy_config(config_json: dict[str, Any], names: set[str], source: str) -> LegacyConfig:
     """The LegacyConfig of a published folder, from its config.json and tensor names."""
-    members = _member_count(config_json, names, "encoder_layer")
+    members = _member_count(config_json, names)
     has_mlp = bool(config_json.get("apply_mlp_to_input")) or any(
         n.startswith("mlp_to_input") for n in names
     )

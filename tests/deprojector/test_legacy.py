@@ -317,3 +317,13 @@ def test_author_vt_weights_that_do_not_match_the_config_are_refused(tmp_path):
     write_author_vt(tmp_path / "vt", config_changes={"vicinity": 3})
     with pytest.raises(CheckpointError, match=r"linear2.0.weight.*\(32, 160\).*\(32, 192\)"):
         load_deprojector(tmp_path / "vt")
+
+
+def test_members_and_input_mlp_are_found_from_tensor_names_when_the_config_is_silent(tmp_path):
+    """A v5 folder whose config.json lacks ensemble_size / apply_mlp_to_input still loads as 4 members with the input MLP."""
+    original = write_published(tmp_path / "v5", "v5")
+    (tmp_path / "v5" / "config.json").write_text(json.dumps(CLIP_CONFIG))
+    loaded = load_deprojector(tmp_path / "v5")
+    assert loaded.num_members == 4 and loaded.members[0].mlp_to_input is not None
+    embeds = inputs()
+    assert torch.allclose(loaded.deproject(embeds), original.deproject(embeds), atol=1e-5)
