@@ -9,7 +9,8 @@ input n + (p_A - n) + (p_B - n), target H of the caption) or combine (input n + 
         --samples 200 --heldout-fraction 0.1 --shard-size 64 --seed 0
 
 Writes `train-00000.safetensors` ..., `heldout-00000.safetensors` ... and `manifest.json`.
-Deterministic for a seed; a rerun skips shards already written (each is written atomically).
+Deterministic for a seed on one device; a rerun skips shards already written (each is written
+atomically).
 """
 
 import argparse
@@ -26,6 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from deprojector.device import pick_device
 from deprojector.errors import DeprojectorError
 
 FORMAT = "deprojector-data/1"
@@ -48,6 +50,7 @@ class DataConfig:
     shard_size: int = 1000  # samples per shard file
     seed: int = 0
     batch_size: int = 64  # texts per CLIP forward pass
+    device: str = "auto"  # where CLIP runs: "auto" (CUDA when present), "cpu" or "cuda"
 
 
 @dataclass(frozen=True)
@@ -166,11 +169,13 @@ def encode_shard(clip, specs: list[SampleSpec], null, batch_size: int):
     for start in range(0, len(texts), batch_size):
         batch = texts[start : start + batch_size]
         enc = clip.encode(batch)
+        batch_pooled, batch_embeds = enc.pooled.cpu(), enc.text_embeds.cpu()  # (b, D), (b, P)
+        batch_hidden, batch_mask = enc.hidden.cpu(), enc.mask.cpu()  # (b, 77, D), (b, 77)
         for row, text in enumerate(batch):
-            pooled[text], text_embeds[text] = enc.pooled[row], enc.text_embeds[row]
+            pooled[text], text_embeds[text] = batch_pooled[row], batch_embeds[row]
             truncated[text] = enc.truncated[row]
             if text in targets:  # keep (77, D) states only where they are needed
-                hidden[text], mask[text] = enc.hidden[row].clone(), enc.mask[row].clone()
+                hidden[text], mask[text] = batch_hidden[row].clone(), batch_mask[row].clone()
 
     final = []
     for s in specs:
@@ -251,14 +256,18 @@ def build_dataset(cfg: DataConfig, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
 
     # 2. Load CLIP and encode "" once: n and t_n are the origin of every composed input
-    clip = ClipText.from_folder(cfg.clip)
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise TrainingDataError(f"--device {cfg.device!r}: expected 'auto', 'cpu' or 'cuda'")
+    clip = ClipText.from_folder(
+        cfg.clip, device=pick_device(None if cfg.device == "auto" else cfg.device)
+    )
     empty = clip.encode([""])
     if empty.text_embeds is None:
         raise TrainingDataError(
             f"--clip {str(cfg.clip)!r}: text_encoder/ has no text projection; "
             "expected a CLIPTextModelWithProjection (text_embeds t = W p)"
         )
-    null = {"pooled": empty.pooled[0], "text_embeds": empty.text_embeds[0]}
+    null = {"pooled": empty.pooled[0].cpu(), "text_embeds": empty.text_embeds[0].cpu()}
 
     # 3. Shards: skip those already written by this build, encode the rest
     parts = {}
@@ -385,6 +394,9 @@ def parse_args(argv: list[str] | None = None) -> DataConfig:
     parser.add_argument("--seed", type=int, default=DataConfig.seed)
     parser.add_argument(
         "--batch-size", type=int, default=DataConfig.batch_size, help="texts per CLIP call"
+    )
+    parser.add_argument(
+        "--device", default=DataConfig.device, help="where CLIP runs: auto, cpu or cuda"
     )
     return DataConfig(**vars(parser.parse_args(argv)))
 

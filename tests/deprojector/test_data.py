@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -13,6 +14,7 @@ from deprojector.data import (
     build_dataset,
     load_part,
     main,
+    plan_part,
     read_manifest,
 )
 from deprojector.text import ClipText
@@ -39,7 +41,9 @@ def captions_file(tmp_path_factory) -> Path:
 
 
 def config(captions: Path, clip: Path, out: Path, **kw) -> DataConfig:
-    settings = dict(samples=40, heldout_fraction=0.25, shard_size=16, seed=0, batch_size=16)
+    settings = dict(
+        samples=40, heldout_fraction=0.25, shard_size=16, seed=0, batch_size=16, device="cpu"
+    )
     settings.update(kw)
     return DataConfig(captions=captions, clip=clip, out=out, **settings)
 
@@ -99,16 +103,19 @@ def test_samples_match_clip_and_composition_rule(built, tiny_clip_dir):
         tensors = load_part(out, part)
         rows = shard_texts(out, part)
         assert rows[0] == ("empty", [""], "")
+        texts = sorted({t for _, inputs, target in rows for t in (*inputs, target)})
+        enc = clip.encode(texts)  # one batch: every text of the part
+        row_of = {t: j for j, t in enumerate(texts)}
         for i, (kind, inputs, target) in enumerate(rows):
-            pooled = clip.encode(inputs).pooled
+            pooled = enc.pooled[[row_of[t] for t in inputs]]  # (k, D)
             expected = null + (pooled - null).sum(dim=0)
             torch.testing.assert_close(tensors["pooled"][i], expected, atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(
                 tensors["text_embeds"][i], tensors["pooled"][i] @ w.T, atol=1e-5, rtol=1e-5
             )
-            enc = clip.encode([target])
-            torch.testing.assert_close(tensors["hidden"][i], enc.hidden[0], atol=1e-5, rtol=1e-5)
-            assert torch.equal(tensors["mask"][i], enc.mask[0].to(torch.int64))
+            j = row_of[target]
+            torch.testing.assert_close(tensors["hidden"][i], enc.hidden[j], atol=1e-5, rtol=1e-5)
+            assert torch.equal(tensors["mask"][i], enc.mask[j].to(torch.int64))
             if kind == "split":
                 assert " ".join(inputs) == target and len(inputs) == 2
             if kind == "combine":
@@ -184,6 +191,7 @@ def test_refuses_to_mix_two_builds_in_one_folder(built, captions_file, tiny_clip
         ({"heldout_fraction": 1.0}, "--heldout-fraction 1.0"),
         ({"samples": 3}, "--samples 3"),
         ({"shard_size": 0}, "--shard-size 0"),
+        ({"device": "tpu"}, "--device 'tpu'"),
     ],
 )
 def test_bad_settings_are_refused(tmp_path, captions_file, tiny_clip_dir, settings, message):
@@ -212,3 +220,13 @@ def test_cli_builds_a_folder(tmp_path, captions_file, tiny_clip_dir, capsys):
     assert manifest["seed"] == 3 and manifest["samples"] == 12
     assert manifest["fingerprint"] in capsys.readouterr().out
     assert len(manifest["parts"]["train"]["shards"]) == 2
+
+
+def test_kind_mix_is_about_40_30_30():
+    """Planned samples are about 40 % normal, 30 % split and 30 % combine, one empty first."""
+    specs = plan_part(CAPTIONS[:8], 3001, np.random.default_rng(0))
+    assert specs[0].kind == "empty" and [s.kind for s in specs].count("empty") == 1
+    shares = {k: sum(s.kind == k for s in specs[1:]) / 3000 for k in ("normal", "split", "combine")}
+    assert shares["normal"] == pytest.approx(0.4, abs=0.04)
+    assert shares["split"] == pytest.approx(0.3, abs=0.04)
+    assert shares["combine"] == pytest.approx(0.3, abs=0.04)
