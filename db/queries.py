@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pandas as pd
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -146,6 +146,27 @@ def progress(s: Session, annotator_id: int, study_id: int) -> Progress:
 # -- votes --------------------------------------------------------------------------------------
 
 
+# Statements of the vote page's hot path, built once (building them costs more than running them)
+_PAIR_SIDES = (
+    select(ImagePair.image_a_id, ImagePair.image_b_id, Comparison.study_id)
+    .join(Comparison, ImagePair.comparison_id == Comparison.id)
+    .where(ImagePair.id == bindparam("pair_id"))
+)
+_ANNOTATOR_STATE = select(Annotator.name, Annotator.disabled).where(
+    Annotator.id == bindparam("annotator_id")
+)
+_LINK_UNDONE = (
+    update(Vote)
+    .where(
+        Vote.annotator_id == bindparam("b_annotator_id"),
+        Vote.pair_id == bindparam("b_pair_id"),
+        Vote.superseded_at.is_not(None),
+        Vote.superseded_by_id.is_(None),
+    )
+    .values(superseded_by_id=bindparam("b_vote_id"))
+)
+
+
 def record_vote(
     s: Session,
     pair_id: int,
@@ -168,18 +189,11 @@ def record_vote(
         raise InvalidValueError(f"choice={choice!r}: expected one of {list(CHOICES)}")
     if left_side not in SIDES:
         raise InvalidValueError(f"left_side={left_side!r}: expected 'a' or 'b'")
-    # one Core query each instead of ORM loads: this is the hot path of the vote page
-    pair = s.execute(
-        select(ImagePair.image_a_id, ImagePair.image_b_id, Comparison.study_id)
-        .join(Comparison, ImagePair.comparison_id == Comparison.id)
-        .where(ImagePair.id == pair_id)
-    ).one_or_none()
+    pair = s.execute(_PAIR_SIDES, {"pair_id": pair_id}).one_or_none()
     if pair is None or (study_id is not None and pair.study_id != study_id):
         where = "" if study_id is None else f" in study id {study_id}"
         raise NotFoundError(f"image pair id {pair_id!r} does not exist{where}")
-    annotator = s.execute(
-        select(Annotator.name, Annotator.disabled).where(Annotator.id == annotator_id)
-    ).one_or_none()
+    annotator = s.execute(_ANNOTATOR_STATE, {"annotator_id": annotator_id}).one_or_none()
     if annotator is None:
         raise NotFoundError(f"annotator id {annotator_id!r} does not exist")
     if annotator.disabled:
@@ -206,14 +220,9 @@ def record_vote(
 
     # 3. Link undone votes on this pair to their replacement
     s.execute(
-        update(Vote)
-        .where(
-            Vote.annotator_id == annotator_id,
-            Vote.pair_id == pair_id,
-            Vote.superseded_at.is_not(None),
-            Vote.superseded_by_id.is_(None),
-        )
-        .values(superseded_by_id=vote.id)
+        _LINK_UNDONE,
+        {"b_annotator_id": annotator_id, "b_pair_id": pair_id, "b_vote_id": vote.id},
+        execution_options={"synchronize_session": False},
     )
     return vote
 
