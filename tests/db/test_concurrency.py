@@ -53,3 +53,7 @@ def test_eight_threads_voting_at_once_lose_nothing_and_duplicate_nothing(session
             .group_by(Vote.annotator_id, Vote.pair_id)
         ).all()
     assert len(rows) == len(voters) * len(pair_ids) and {n for *_, n in rows} == {1}
+    assert {(a, p) for a, p, _ in rows} == {(a, p) for a, p, _ in recorded}
+    if sessions.kw["bind"].dialect.name == "sqlite":
+        with sessions() as s:
+            assert s.connection().exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
