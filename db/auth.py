@@ -139,17 +139,20 @@ def ensure_bootstrap_admin(s: Session) -> str | None:
     if has_admin is not None:
         return None
     token = new_token()
-    _add_admin(s, hash_token(token))
-    return token
+    return token if _add_admin(s, hash_token(token)) is not None else None
 
 
-def _add_admin(s: Session, token_hash: str) -> Annotator:
+def _add_admin(s: Session, token_hash: str) -> Annotator | None:
     taken = set(s.scalars(select(Annotator.name).where(Annotator.name.like("admin%"))))
     name, n = BOOTSTRAP_ADMIN_NAME, 1
     while name in taken:
         n += 1
         name = f"{BOOTSTRAP_ADMIN_NAME}-{n}"
     annotator = Annotator(name=name, role="admin", token_hash=token_hash)
-    s.add(annotator)
-    s.flush()
+    try:
+        with s.begin_nested():
+            s.add(annotator)
+    except IntegrityError:
+        # another server process bootstrapped at the same moment: its admin stands
+        return None
     return annotator
