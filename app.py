@@ -18,7 +18,7 @@ from arena_ui.identity import current_user  # noqa: E402
 from arena_ui.resources import engine  # noqa: E402
 from arena_ui.selection import study_picker  # noqa: E402
 
-st.set_page_config(page_title="Deprojector Arena", page_icon="⚖️", layout="wide")
+st.set_page_config(page_title="Deprojector Arena", page_icon=":material/balance:", layout="wide")
 engine()
 user = current_user()
 
@@ -28,14 +28,33 @@ voter_visible = "visible" if user is not None else "hidden"
 admin_visible = "visible" if user is not None and user.is_admin else "hidden"
 pages = {
     "Arena": [
-        st.Page("pages/welcome.py", title="Welcome", icon="🏠", default=True),
-        st.Page("pages/vote.py", title="Vote", icon="⚖️", visibility=voter_visible),
-        st.Page("pages/results.py", title="Results", icon="📊", visibility=voter_visible),
+        st.Page("pages/welcome.py", title="Welcome", icon=":material/home:", default=True),
+        st.Page(
+            "pages/vote.py", title="Vote", icon=":material/how_to_vote:", visibility=voter_visible
+        ),
+        st.Page(
+            "pages/results.py",
+            title="Results",
+            icon=":material/leaderboard:",
+            visibility=voter_visible,
+        ),
     ],
     "Admin": [
-        st.Page("pages/variants.py", title="Variants", icon="🧬", visibility=admin_visible),
-        st.Page("pages/studies.py", title="Studies", icon="🧪", visibility=admin_visible),
-        st.Page("pages/annotators.py", title="Annotators", icon="👥", visibility=admin_visible),
+        st.Page(
+            "pages/variants.py",
+            title="Variants",
+            icon=":material/model_training:",
+            visibility=admin_visible,
+        ),
+        st.Page(
+            "pages/studies.py", title="Studies", icon=":material/science:", visibility=admin_visible
+        ),
+        st.Page(
+            "pages/annotators.py",
+            title="Annotators",
+            icon=":material/group:",
+            visibility=admin_visible,
+        ),
     ],
 }
 page = st.navigation(pages)

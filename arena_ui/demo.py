@@ -24,4 +24,4 @@ def build_demo_with_progress() -> None:
         result = build_demo(data_dir(), progress=report)
     bar.progress(1.0, text="Demo study ready")
     st.success(f"Demo study ready: {result}. Open the Vote page to start.")
-    st.page_link("pages/vote.py", label="Vote now", icon="⚖️")
+    st.page_link("pages/vote.py", label="Vote now", icon=":material/how_to_vote:")

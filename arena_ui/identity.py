@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from arena_ui.resources import transaction
+from arena_ui.resources import ensure_entry_point, transaction
 from db.auth import authenticate
 
 TOKEN_KEY = "arena_token"
@@ -30,6 +30,7 @@ class User:
 
 def current_user() -> User | None:
     """The signed-in annotator, or None (no token, unknown token, revoked account)."""
+    ensure_entry_point()
     token = st.query_params.get("token") or st.session_state.get(TOKEN_KEY)
     if not token:
         return None

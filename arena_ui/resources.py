@@ -51,3 +51,18 @@ def transaction() -> Iterator[Session]:
 def image_file(relative: str) -> Path:
     """The absolute path of an image stored (relative to the data dir) in the database."""
     return data_dir() / relative
+
+
+def ensure_entry_point() -> None:
+    """Make sure app.py (st.navigation, sidebar, layout) runs around the page.
+
+    With a `pages/` folder beside app.py, Streamlit starts in its old multipage mode and, when
+    the very first request of a server is a deep link such as `/vote?token=...`, runs the page
+    file alone. Leaving that mode and rerunning hands the request to app.py, which resolves the
+    same page through st.navigation.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()

