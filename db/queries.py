@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
@@ -27,6 +27,9 @@ from db.models import (
     Vote,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The vote interchange format (DESIGN.md), in this column order.
 VOTE_COLUMNS = (
@@ -256,6 +259,8 @@ def live_votes_frame(
     Quality-control items are left out unless `include_qc`, which adds a `qc_kind` column
     (extra columns are ignored by the tally). Times are UTC.
     """
+    import pandas as pd  # here, so pages that only vote do not pay for importing pandas
+
     variant_a, variant_b = aliased(Variant), aliased(Variant)
     query = (
         select(
