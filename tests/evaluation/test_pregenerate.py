@@ -1,0 +1,231 @@
+"""Pre-generation through the real tiny SD pipeline (evaluation.pregenerate)."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import func, select
+
+from db.engine import make_engine, session_factory, upgrade
+from db.models import Checkpoint, GenerationJob, Image, Study, Variant
+from evaluation.plan import StudySpec, create_study
+from evaluation.pregenerate import (
+    GenerationError,
+    WorkerBusyError,
+    main,
+    run_generation,
+    worker_lock,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMPTS = ("cat maid", "cat, maid", "1boy 1girl in class room")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tiny_clip_dir, tmp_path_factory):
+    """Two untrained tiny VT checkpoints that differ in vicinity (2 and 1)."""
+    from transformers import CLIPTextModelWithProjection, CLIPTokenizer
+
+    from deprojector.checkpoint import save_checkpoint
+    from deprojector.model import VTDeprojector, vt_config
+
+    text_model = CLIPTextModelWithProjection.from_pretrained(tiny_clip_dir / "text_encoder")
+    tokenizer = CLIPTokenizer.from_pretrained(tiny_clip_dir / "tokenizer")
+    root = tmp_path_factory.mktemp("checkpoints")
+    folders = {}
+    for name, preset in (("v2", "vt-final"), ("v1", "vt-vicinity-1")):
+        model = VTDeprojector.from_clip(text_model, tokenizer, vt_config(preset, 32), seed=1)
+        folders[name] = save_checkpoint(model, root / name / "epoch-1", {"seed": 1})
+    return folders
+
+
+@pytest.fixture
+def arena(tmp_path, tiny_sd_dir, checkpoints):
+    """A data dir + migrated SQLite with study "s": v2 vs v1 and reference vs v2, 3 prompts,
+    2 seeds: 18 images to render."""
+    import shutil
+
+    data_dir = tmp_path / "data"
+    engine = make_engine(f"sqlite:///{data_dir / 'arena.sqlite3'}")
+    upgrade(engine)
+    factory = session_factory(engine)
+    with factory.begin() as s:
+        for name, vicinity in (("v2", 2), ("v1", 1)):
+            target = data_dir / "checkpoints" / name / "epoch-1"
+            shutil.copytree(checkpoints[name], target)
+            s.add(
+                Checkpoint(
+                    variant=Variant(name=name, kind="vt", hyperparameters={"vicinity": vicinity}),
+                    label="epoch-1",
+                    path=target.relative_to(data_dir).as_posix(),
+                    sha256="0" * 64,
+                )
+            )
+        s.flush()
+        create_study(
+            s,
+            StudySpec(
+                name="s",
+                variants=("v2", "v1", "reference"),
+                base="v2",
+                checkpoint_labels=("epoch-1",),
+                prompts=PROMPTS,
+                seeds=(0, 1),
+                settings={
+                    "model_path": str(tiny_sd_dir),
+                    "scheduler": "ddim",
+                    "steps": 2,
+                    "guidance": 7.5,
+                    "width": 64,
+                    "height": 64,
+                },
+                reference_comparisons=("v2",),
+            ),
+        )
+    yield engine, factory, data_dir
+    engine.dispose()
+
+
+def assert_complete(factory, data_dir):
+    """Every image of the study has exactly one valid PNG whose sha256 matches its row; no
+    orphans, no temp files, every job done."""
+    with factory() as s:
+        images = list(s.scalars(select(Image)))
+        statuses = set(s.scalars(select(GenerationJob.status)))
+        study_status = s.scalar(select(Study.status))
+    assert statuses == {"done"} and study_status == "ready"
+    paths = [image.path for image in images]
+    assert None not in paths and len(set(paths)) == len(images) == 18
+    for image in images:
+        file = data_dir / image.path
+        assert hashlib.sha256(file.read_bytes()).hexdigest() == image.sha256
+        assert file.name == f"{image.sha256}.png"
+        with PILImage.open(file) as png:
+            png.verify()
+            assert png.size == (64, 64)
+    on_disk = {p.relative_to(data_dir).as_posix() for p in (data_dir / "images").rglob("*")}
+    on_disk = {p for p in on_disk if not (data_dir / p).is_dir()}
+    assert on_disk == set(paths)
+
+
+@pytest.mark.slow
+def test_renders_every_image_once_and_reruns_do_nothing(arena):
+    """A run renders all 18 images through the tiny SD pipeline; a second run renders none."""
+    engine, factory, data_dir = arena
+    seen = []
+    report = run_generation(
+        engine, "s", data_dir=data_dir, device="cpu", progress=lambda f, m: seen.append(f)
+    )
+    assert (report.rendered, report.remaining, report.total) == (18, 0, 18)
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+    assert_complete(factory, data_dir)
+    again = run_generation(engine, "s", data_dir=data_dir, device="cpu")
+    assert (again.rendered, again.remaining) == (0, 0)
+
+
+@pytest.mark.slow
+def test_survives_kill_9_and_resumes(arena):
+    """SIGKILL of the CLI mid-run, then a rerun: every image present exactly once, valid, hashed."""
+    engine, factory, data_dir = arena
+    env = {**os.environ, "ARENA_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"}
+    env.pop("DATABASE_URL", None)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "evaluation", "generate", "--study", "s", "--batch-size", "2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        done = 0
+        while done < 4 and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.2)
+            with factory() as s:
+                done = s.scalar(
+                    select(func.count(GenerationJob.id)).where(GenerationJob.status == "done")
+                )
+        assert worker.poll() is None, worker.stderr.read().decode()[-2000:]
+        assert done >= 4, "the worker rendered nothing within 120 s"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        worker.stderr.close()
+    with factory() as s:
+        done_before = s.scalar(select(func.count(Image.id)).where(Image.path.is_not(None)))
+    assert 4 <= done_before < 18
+
+    # a leftover temp file and an orphan, as a kill between write and commit would leave
+    stray = data_dir / "images" / "00"
+    stray.mkdir(parents=True, exist_ok=True)
+    (stray / ".tmp-0000-1-ab.png").write_bytes(b"half")
+    (stray / ("0" * 64 + ".png")).write_bytes(b"not referenced")
+
+    report = run_generation(engine, "s", data_dir=data_dir, device="cpu")
+    assert report.rendered == 18 - done_before
+    assert_complete(factory, data_dir)
+
+
+@pytest.mark.slow
+def test_missing_checkpoint_stops_before_rendering(arena, capsys):
+    """A study whose checkpoint folder is gone exits 2 naming the folder; nothing is rendered."""
+    engine, factory, data_dir = arena
+    import shutil
+
+    shutil.rmtree(data_dir / "checkpoints" / "v1" / "epoch-1")
+    os.environ["ARENA_DATA_DIR"] = str(data_dir)
+    try:
+        assert main(["--study", "s"]) == 2
+    finally:
+        del os.environ["ARENA_DATA_DIR"]
+    assert "checkpoints/v1/epoch-1 does not exist" in capsys.readouterr().err
+    with pytest.raises(GenerationError, match="v1/epoch-1"):
+        run_generation(engine, "s", data_dir=data_dir, device="cpu")
+    with factory() as s:
+        assert s.scalar(select(func.count(Image.id)).where(Image.path.is_not(None))) == 0
+
+
+def test_second_sqlite_worker_is_refused(arena):
+    """While one worker holds the SQLite data dir, another gets WorkerBusyError and renders nothing."""
+    engine, factory, data_dir = arena
+    with worker_lock(data_dir):
+        with pytest.raises(WorkerBusyError, match="only one worker"):
+            run_generation(engine, "s", data_dir=data_dir, device="cpu")
+
+
+@pytest.mark.slow
+def test_failing_renders_are_retried_then_recorded(arena):
+    """A render that raises is retried up to max_attempts; the error and count stay on the job."""
+    from deprojector.generate import ImageGenerator, SDSettings
+
+    engine, factory, data_dir = arena
+    with factory() as s:
+        settings = SDSettings(**s.scalar(select(Study.settings)))
+
+    class FailsOnComposed(ImageGenerator):
+        """Fault injection: the real generator, except composed prompts raise."""
+
+        def render(self, requests, batch_size=8):
+            if any("," in r.prompt for r in requests):
+                raise RuntimeError("injected failure")
+            return super().render(requests, batch_size)
+
+    generator = FailsOnComposed(settings, device="cpu")
+    report = run_generation(engine, "s", data_dir=data_dir, max_attempts=2, generator=generator)
+    assert (report.rendered, report.failed, report.remaining) == (12, 6, 6)
+    with factory() as s:
+        failed = list(s.scalars(select(GenerationJob).where(GenerationJob.status == "failed")))
+        assert all(j.attempts == 2 and "injected failure" in j.last_error for j in failed)
+        assert all(j.image.prompt.text == "cat, maid" for j in failed)
+    report = run_generation(engine, "s", data_dir=data_dir, retry_failed=True, device="cpu")
+    assert (report.rendered, report.remaining) == (6, 0)
+    assert_complete(factory, data_dir)
