@@ -72,12 +72,12 @@ class Conditioner:
                 f"weights has {len(weights)} entries; expected {len(prompts)}, one list (or "
                 "None) per prompt"
             )
-        null = self.clip.null
+        null = self.clip.null.float()  # compose in float32 even when CLIP runs in float16
         rows = []
         for i, prompt in enumerate(prompts):
             parts = prompt_parts(prompt)
             texts = [prompt] if len(parts) == 1 else parts
-            pooled = self.clip.encode(texts).pooled  # (1, D) or (K, D)
+            pooled = self.clip.encode(texts).pooled.float()  # (1, D) or (K, D)
             w = None if weights is None else weights[i]
             rows.append(pooled[0] if len(parts) == 1 and w is None else compose(pooled, null, w))
         return torch.stack(rows)
@@ -94,7 +94,7 @@ class Conditioner:
                 f"the deprojector has hidden size {deprojector.hidden_size} but the CLIP text "
                 f"model has {self.clip.hidden_size}; use a deprojector trained for this CLIP"
             )
-        pooled = self.pooled(prompts, weights).float()  # (B, D); deprojectors run in float32
+        pooled = self.pooled(prompts, weights)  # (B, D) float32, as deprojectors run
         hidden = deprojector.deproject(pooled.to(_device_of(deprojector)))  # (B, 77, D)
         return hidden.to(device=self.clip.device, dtype=self.clip.text_model.dtype)
 

@@ -4,9 +4,11 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
 from deprojector.checkpoint import save_checkpoint
+from deprojector.device import pick_device, pick_dtype
 from deprojector.errors import IncompatiblePipelineError
 from deprojector.generate import ImageGenerator, RenderRequest, SDSettings, load_pipeline
 from deprojector.model import VTDeprojector, vt_config
@@ -168,3 +170,14 @@ def test_empty_prompt_and_bad_seed_are_refused(generator):
         generator.render([RenderRequest("cat", seed=-1)])
     with pytest.raises(ValueError, match="member"):
         generator.render([RenderRequest("cat", seed=0, member=1)])
+
+
+@pytest.mark.parametrize(
+    ("device", "dtype"),
+    [("cpu", torch.float32), ("cuda", torch.float16), ("cuda:1", torch.float16)],
+)
+def test_half_precision_on_cuda_full_on_cpu(device, dtype):
+    """SD runs in float16 on CUDA and float32 on CPU unless a dtype is given."""
+    assert pick_dtype(device) == dtype
+    assert pick_dtype(device, torch.bfloat16) == torch.bfloat16
+    assert pick_device("cpu") == torch.device("cpu")
