@@ -1,6 +1,6 @@
 """Train a VT deprojector on a data folder; one checkpoint per epoch, resumable, data-parallel.
 
-CPU-sized example on the tiny models (well under a minute on 2 cores, mostly imports):
+CPU-sized example on the tiny models (under a minute on 2 idle cores, mostly imports):
 
     mkdir -p runs && printf '%s\\n' "a cat in a maid outfit" "a red car on a quiet street" \\
         "1girl red hair blue eye black skirt" "1boy 1girl in class room" \\
@@ -11,10 +11,12 @@ CPU-sized example on the tiny models (well under a minute on 2 cores, mostly imp
     python -m deprojector.train --data runs/tiny-data --clip runs/tiny-clip --preset vt-final \\
         --out runs/tiny-run --epochs 2 --batch-size 20 --device cpu
 
-Writes `OUT/epoch-N/` (model.safetensors, config.json with config, seed, data fingerprint, metrics
-and versions, optimizer.safetensors with Adam and RNG state) and `OUT/metrics.jsonl`. Rerunning
-the same command resumes after the last complete epoch. Data-parallel on several GPUs (same
-files; only process 0 writes; --batch-size stays the global batch):
+Writes `OUT/epoch-N/` (model.safetensors; config.json with config, seed, data fingerprint, metrics
+and versions; optimizer.safetensors with Adam and RNG state) and `OUT/metrics.jsonl`: per epoch the
+training loss and, on the held-out part, weighted MSE (the loss), plain MSE over positions 1..76
+and mean per-position cosine similarity, teacher-forced (tf) and free-running (ar). Both parts are
+held in memory (N x 77 x D float32). Rerunning the same command resumes after the last complete
+epoch. Data-parallel (same files; only process 0 writes; --batch-size stays the global batch):
 
     accelerate launch --multi_gpu --num_processes 2 -m deprojector.train --data ... --out ...
 

@@ -266,7 +266,7 @@ def test_docstring_example_runs(tmp_path):
     }
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(read_metrics(tmp_path / "runs" / "tiny-run")) == 2
