@@ -159,8 +159,8 @@ def _configure_sqlite(engine: Engine, gate: _WriteGate | None, busy_timeout_ms: 
         if "database is locked" in message or "database table is locked" in message:
             raise DatabaseUnavailableError(
                 f"the SQLite database {where} stayed locked for {busy_timeout_ms / 1000:g} s "
-                "(another program holds a long write transaction, or a backup/editor has it "
-                "open): close that program and retry"
+                "(another program, e.g. a second worker or an SQLite browser, or a long "
+                "transaction of this one holds the write lock): close it and retry"
             ) from context.original_exception
         if "readonly database" in message or "unable to open database file" in message:
             raise DatabaseUnavailableError(
