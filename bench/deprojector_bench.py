@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,14 +26,15 @@ from deprojector.model import SEQ_LEN, VTDeprojector, vt_config, weighted_mse  #
 
 
 def timed(fn, repeats: int) -> float:
-    """Median wall time of `repeats` calls, in seconds (after one warm-up call)."""
+    """Fastest of `repeats` calls, in seconds, after one warm-up call (the 2 cores are shared,
+    so the minimum is the least disturbed figure)."""
     fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 def bench_inference(model: VTDeprojector, batch: int, repeats: int) -> dict:
@@ -52,28 +52,18 @@ def bench_inference(model: VTDeprojector, batch: int, repeats: int) -> dict:
 
 
 def bench_weight_streaming(model: VTDeprojector) -> float:
-    """ms to read the weights one cached step needs (11 D^2 at vt-final), 76 times, at batch 1:
-    the memory-bandwidth floor of batch-1 decoding in float32."""
+    """ms to multiply one vector by every weight a cached step reads (10 D^2 at vt-final), 76
+    times: the memory-bandwidth floor of batch-1 decoding in float32 on this machine."""
     m = model.members[0]
-    d = model.hidden_size
-    weights = [
-        torch.cat(
-            [m.self_attn.q_proj.weight, m.self_attn.k_proj.weight, m.self_attn.v_proj.weight]
-        ),
-        m.linear1.weight.detach().clone(),
-        m._mix_weights()[0].detach().clone(),
-        m.mlp_fc1.weight.detach().clone(),
-        m.mlp_fc2.weight.detach().clone(),
-    ]
-    x = torch.randn(1, d)
+    w = m._inference_weights()
+    weights = [w["w_qkv"], w["t"], w["w_a"], m.mlp_fc1.weight.detach(), m.mlp_fc2.weight.detach()]
+    inputs = [torch.randn(1, t.shape[1]) for t in weights]
 
     def run():
         with torch.no_grad():
             for _ in range(SEQ_LEN - 1):
-                for w in weights:
-                    torch.nn.functional.linear(
-                        torch.randn(1, w.shape[1]) if w.shape[1] != d else x, w
-                    )
+                for t, x in zip(weights, inputs, strict=True):
+                    torch.nn.functional.linear(x, t)
 
     return 1000 * timed(run, 3)
 
@@ -105,6 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    load = os.getloadavg()
     model = VTDeprojector(vt_config(args.preset, args.hidden_size), seed=0)
     with torch.no_grad():
         model.null.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(1))
@@ -116,7 +107,8 @@ def main() -> None:
 
     print(
         f"VT {args.preset} D={args.hidden_size}, torch {torch.__version__}, "
-        f"{args.threads} threads, {platform.processor() or platform.machine()}"
+        f"{args.threads} threads, {platform.processor() or platform.machine()}, "
+        f"load average before {load[0]:.1f}, after {os.getloadavg()[0]:.1f}"
     )
     print("| batch | cached ms/prompt | naive ms/prompt | speedup | max abs diff |")
     print("|---|---|---|---|---|")
@@ -135,6 +127,7 @@ def main() -> None:
                 "preset": args.preset,
                 "hidden_size": args.hidden_size,
                 "threads": args.threads,
+                "load_average": load[0],
                 "inference": rows,
                 "batch1_weight_streaming_floor_ms": floor,
                 "train_samples_per_s": samples_per_s,
