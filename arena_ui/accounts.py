@@ -14,7 +14,7 @@ from db.models import Annotator, Vote
 
 
 def annotator_rows() -> list[dict]:
-    with transaction() as s:
+    with transaction(readonly=True) as s:
         votes = dict(
             s.execute(
                 select(Vote.annotator_id, func.count(Vote.id))

@@ -29,7 +29,7 @@ def now() -> datetime:
 
 def scheduled(pair_id: int, left_side: str, study_id: int) -> ScheduledPair:
     """A pair shown again (after undo) with the side it had on the left before."""
-    with transaction() as s:
+    with transaction(readonly=True) as s:
         pair = get_pair(s, pair_id, study_id)
         a, b = pair.image_a, pair.image_b
         left, right = (a, b) if left_side == "a" else (b, a)
@@ -49,7 +49,7 @@ def current_ballot(annotator_id: int, study_id: int) -> ScheduledPair | None:
     """The pair to show now (kept across reruns), or None when everything is judged."""
     ballot = st.session_state.get(BALLOT_KEY)
     if ballot is None or ballot[0] != (annotator_id, study_id):
-        with transaction() as s:
+        with transaction(readonly=True) as s:
             pair = next_pair(s, annotator_id, study_id)
         ballot = ((annotator_id, study_id), pair)
         st.session_state[BALLOT_KEY] = ballot

@@ -249,7 +249,7 @@ def catalogue() -> tuple[list[dict], list[dict]]:
     """(variants, checkpoints) as rows for display."""
     from arena_ui.resources import transaction
 
-    with transaction() as s:
+    with transaction(readonly=True) as s:
         variants = s.scalars(select(Variant).order_by(Variant.name)).all()
         variant_rows = [
             {

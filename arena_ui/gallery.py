@@ -28,7 +28,7 @@ class PairVotes:
 
 def comparison_pairs(study_id: int, comparison: str) -> list[PairVotes]:
     """Every regular pair of one comparison (by name) with its live votes per side."""
-    with transaction() as s:
+    with transaction(readonly=True) as s:
         pairs = s.scalars(
             select(ImagePair)
             .join(Comparison, ImagePair.comparison_id == Comparison.id)
@@ -76,7 +76,7 @@ class Grid:
 
 def study_grid(study_id: int, checkpoint_label: str, seed: int) -> Grid:
     """The images of every variant of the study for one checkpoint label and seed."""
-    with transaction() as s:
+    with transaction(readonly=True) as s:
         study = s.get(Study, study_id)
         prompts = [sp.prompt for sp in study.study_prompts]
         variant_ids = {c.variant_a_id for c in study.comparisons} | {
@@ -108,6 +108,6 @@ def study_grid(study_id: int, checkpoint_label: str, seed: int) -> Grid:
 
 def grid_choices(study_id: int) -> tuple[list[str], list[int]]:
     """The study's checkpoint labels and seeds, for the grid's pickers."""
-    with transaction() as s:
+    with transaction(readonly=True) as s:
         study = s.get(Study, study_id)
         return list(study.checkpoint_labels), [int(seed) for seed in study.seeds]

@@ -104,7 +104,7 @@ def _study_images(study_id: int):
 def job_counts(study_id: int) -> JobCounts:
     """The study's images by job status; images rendered without a job count as done."""
     images = _study_images(study_id)
-    with transaction() as s:
+    with transaction(readonly=True) as s:
         rows = s.execute(
             select(
                 func.coalesce(GenerationJob.status, "pending"),
@@ -125,7 +125,7 @@ def job_counts(study_id: int) -> JobCounts:
 def failed_images(study_id: int) -> pd.DataFrame:
     """Images still missing whose job hit an error (failed, or pending a retry), with the error."""
     images = _study_images(study_id)
-    with transaction() as s:
+    with transaction(readonly=True) as s:
         rows = s.execute(
             select(
                 GenerationJob.image_id,

@@ -34,7 +34,7 @@ def current_user() -> User | None:
     token = st.query_params.get("token") or st.session_state.get(TOKEN_KEY)
     if not token:
         return None
-    with transaction() as s:
+    with transaction(readonly=True) as s:
         annotator = authenticate(s, token)
         user = None if annotator is None else User(annotator.id, annotator.name, annotator.role)
     if user is None:

@@ -42,9 +42,14 @@ def login_link(token: str) -> str:
 
 
 @contextmanager
-def transaction() -> Iterator[Session]:
-    """A session in one transaction: committed on success, rolled back on an exception."""
-    with session_factory(engine()).begin() as s:
+def transaction(readonly: bool = False) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on an exception.
+
+    `readonly` opens a DEFERRED transaction on SQLite: page reads then run beside other
+    sessions' votes instead of queueing for the write lock (BEGIN IMMEDIATE).
+    """
+    bind = engine().execution_options(sqlite_begin="DEFERRED") if readonly else engine()
+    with session_factory(bind).begin() as s:
         yield s
 
 

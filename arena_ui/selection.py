@@ -32,7 +32,7 @@ def visible_studies(user: User) -> list[StudyChoice]:
     query = select(Study).order_by(Study.created_at.desc(), Study.id.desc())
     if not user.is_admin:
         query = query.where(Study.status.in_(VOTABLE_STATUSES))
-    with transaction() as s:
+    with transaction(readonly=True) as s:
         return [
             StudyChoice(st_.id, st_.name, st_.status, st_.results_visible_to_voters)
             for st_ in s.scalars(query)

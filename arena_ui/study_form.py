@@ -27,7 +27,7 @@ SCHEDULERS = ("dpm++", "ddim", "euler")
 
 def variant_choices() -> tuple[list[str], list[str]]:
     """(registered variant names except the reference, every checkpoint label in use)."""
-    with transaction() as s:
+    with transaction(readonly=True) as s:
         names = s.scalars(
             select(Variant.name).where(Variant.name != REFERENCE).order_by(Variant.name)
         ).all()
@@ -89,7 +89,7 @@ def build_spec(
 
 def preview(spec: StudySpec) -> PlanSummary:
     """What `create` would make; nothing is written."""
-    with transaction() as s:
+    with transaction(readonly=True) as s:
         summary = plan_summary(s, spec)
     return summary
 

@@ -71,7 +71,7 @@ def verdict(group: GroupTally) -> str:
 
 def own_results(study_id: int, annotator: str) -> pd.DataFrame:
     """The annotator's own tally for the study: one row per set with its table's verdict."""
-    with transaction() as s:
+    with transaction(readonly=True) as s:
         votes = live_votes_frame(s, study_id)
     votes = votes[votes["annotator"] == annotator]
     rows = []

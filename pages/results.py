@@ -25,7 +25,7 @@ if not (user.is_admin or study.results_visible_to_voters):
     st.stop()
 
 st.title(f"Results: {study.name}")
-with transaction() as s:
+with transaction(readonly=True) as s:
     votes = live_votes_frame(s, study.id)
 if votes.empty:
     st.info("No votes yet: results appear after the first vote on the Vote page.")

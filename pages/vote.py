@@ -25,7 +25,7 @@ def ballot_view() -> None:
     if message := st.session_state.pop(ballot.NOTICE_KEY, None):
         st.toast(message)
     pair = ballot.current_ballot(user.id, study.id)
-    with transaction() as s:
+    with transaction(readonly=True) as s:
         done = progress(s, user.id, study.id)
 
     if pair is None:

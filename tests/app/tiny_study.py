@@ -27,6 +27,7 @@ class TinyStudy:
     voter_token: str
     voter_id: int
     admin_id: int
+    extra_voter_tokens: tuple[str, ...] = ()  # voter-1, voter-2, ... when voters > 1
 
 
 def write_png(path: Path, seed: int, size: int = 256) -> str:
@@ -48,6 +49,8 @@ def build_tiny_study(
     n_comparisons: int = 2,
     n_prompts: int = 2,
     labels: tuple[str, ...] = ("epoch-8",),
+    seeds: tuple[int, ...] = (0,),
+    image_size: int = 256,
     results_visible: bool = False,
     voters: int = 1,
 ) -> TinyStudy:
@@ -56,24 +59,24 @@ def build_tiny_study(
     upgrade(engine)
     with session_factory(engine).begin() as s:
         study = create_synthetic_study(
-            s, name, n_comparisons=n_comparisons, n_prompts=n_prompts, seeds=(0,), labels=labels
+            s, name, n_comparisons=n_comparisons, n_prompts=n_prompts, seeds=seeds, labels=labels
         )
         study.results_visible_to_voters = results_visible
         admin, admin_token = create_annotator(s, "alice", "admin")
         voter, voter_token = create_annotator(s, "bob", "voter")
-        for k in range(1, voters):
-            create_annotator(s, f"voter-{k}", "voter")
+        extra = tuple(create_annotator(s, f"voter-{k}", "voter")[1] for k in range(1, voters))
         for image in s.scalars(select(Image)):
-            image.sha256 = write_png(data_dir / image.path, image.id)
+            image.sha256 = write_png(data_dir / image.path, image.id, image_size)
         result = TinyStudy(
             data_dir=data_dir,
             study_id=study.id,
             study_name=study.name,
-            n_pairs=n_comparisons * n_prompts * len(labels),
+            n_pairs=n_comparisons * n_prompts * len(labels) * len(seeds),
             admin_token=admin_token,
             voter_token=voter_token,
             voter_id=voter.id,
             admin_id=admin.id,
+            extra_voter_tokens=extra,
         )
     engine.dispose()
     return result

@@ -1,0 +1,182 @@
+"""Vote latency in a real browser: keypress -> both next images fully rendered; and cold start.
+
+    .venv/bin/python bench/vote_latency.py                    # 100 votes, 1 and 4 voters
+    .venv/bin/python bench/vote_latency.py --votes 20          # a quick run
+    .venv/bin/python bench/vote_latency.py --append bench/RESULTS.md
+
+Serves `streamlit run app.py` on a free loopback port from a temp data dir holding a study of
+512x512 PNGs, drives Debian's Chromium (Playwright, async, one tab per voter, each its own
+session) and times each vote from the key press until the two images of the next pair are
+loaded (`complete`, non-zero size, different URLs). Cold start: from launching `streamlit run`
+to the vote page's two images visible. Targets (2-core machine): p95 < 300 ms with 4 voters;
+cold start < 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e"), str(ROOT / "tests" / "app")]
+
+from server import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IMAGES_READY_JS,
+    free_port,
+    start_app,
+    stop_app,
+    wait_healthy,
+)
+from tiny_study import build_tiny_study  # noqa: E402
+
+# Keep every tab's timers running at full speed: they are all "foreground" voters.
+BENCH_ARGS = [
+    *CHROMIUM_ARGS,
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+]
+KEYS = ("ArrowLeft", "ArrowRight", "ArrowDown")
+SRCS_JS = "() => [...document.querySelectorAll('[data-testid=\"stImage\"] img')].map(i => i.src)"
+IDLE_JS = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+
+
+async def open_vote_page(browser, url: str, timeout_ms: float = 60_000):
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    await page.goto(url)
+    await page.wait_for_function(IMAGES_READY_JS, arg=[2, []], timeout=timeout_ms, polling=5)
+    return page
+
+
+async def voter(browser, url: str, votes: int, seed: int) -> list[float]:
+    """Vote `votes` times by keyboard; the latency of each vote in seconds."""
+    rng = random.Random(seed)
+    page = await open_vote_page(browser, url)
+    latencies = []
+    for _ in range(votes):
+        await page.wait_for_function(IDLE_JS, polling=5)  # the previous rerun has finished
+        shown = await page.evaluate(SRCS_JS)
+        start = time.perf_counter()
+        await page.keyboard.press(rng.choice(KEYS))
+        await page.wait_for_function(IMAGES_READY_JS, arg=[2, shown], polling=5, timeout=30_000)
+        latencies.append(time.perf_counter() - start)
+    await page.context.close()
+    return latencies
+
+
+async def measure_votes(base: str, tokens: list[str], votes: int) -> list[float]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=BENCH_ARGS)
+        runs = await asyncio.gather(
+            *(voter(browser, f"{base}/vote?token={t}", votes, k) for k, t in enumerate(tokens))
+        )
+        await browser.close()
+    return [x for run in runs for x in run]
+
+
+async def measure_cold_start(data_dir: Path, token: str) -> float:
+    """Seconds from launching `streamlit run` to the vote page's images visible."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=BENCH_ARGS)
+        port = free_port()
+        start = time.perf_counter()
+        process = start_app(data_dir, port, log=data_dir / "cold.log")
+        try:
+            while True:  # the browser retries until the server answers, as a user would
+                try:
+                    await open_vote_page(browser, f"http://127.0.0.1:{port}/vote?token={token}")
+                    break
+                except Exception:  # noqa: BLE001 - connection refused while starting
+                    if time.perf_counter() - start > 120:
+                        raise
+                    await asyncio.sleep(0.05)
+            return time.perf_counter() - start
+        finally:
+            stop_app(process)
+            await browser.close()
+
+
+def summary(latencies: list[float]) -> tuple[float, float]:
+    ordered = sorted(latencies)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * len(ordered))) - 1)]
+    return statistics.median(ordered) * 1000, p95 * 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--votes", type=int, default=100, help="votes per voter")
+    parser.add_argument("--append", type=Path, help="append a markdown section to this file")
+    args = parser.parse_args(argv)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        data_dir = Path(folder)
+        # 5 comparisons x 6 prompts x 2 checkpoints x 2 seeds = 120 pairs per voter
+        tiny = build_tiny_study(
+            data_dir,
+            n_comparisons=5,
+            n_prompts=6,
+            labels=("epoch-8", "epoch-10"),
+            seeds=(0, 1),
+            image_size=512,
+            voters=8,
+        )
+        tokens = [tiny.voter_token, *tiny.extra_voter_tokens]
+        assert tiny.n_pairs >= args.votes, f"study has {tiny.n_pairs} pairs < --votes"
+
+        cold = asyncio.run(measure_cold_start(data_dir, tokens[-1]))
+        print(f"cold start: {cold:.2f} s", flush=True)
+
+        port = free_port()
+        process = start_app(data_dir, port)
+        try:
+            wait_healthy(port, process)
+            base = f"http://127.0.0.1:{port}"
+            for n, group in ((1, tokens[:1]), (4, tokens[1:5])):
+                latencies = asyncio.run(measure_votes(base, group, args.votes))
+                median, p95 = summary(latencies)
+                rows.append((n, len(latencies), median, p95))
+                print(
+                    f"{n} voter(s): {len(latencies)} votes, median {median:.0f} ms, "
+                    f"p95 {p95:.0f} ms",
+                    flush=True,
+                )
+        finally:
+            stop_app(process)
+
+    if args.append:
+        with open(args.append, "a") as out:
+            out.write(
+                f"\n## vote_latency\n\n`.venv/bin/python bench/vote_latency.py --votes {args.votes}`"
+                f" on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, Python "
+                f"{platform.python_version()}; the app server, Chromium (one tab per voter) and "
+                "the benchmark share the machine's 2 cores. Latency: keypress until both images "
+                "of the next pair are loaded; 512x512 PNGs.\n\n"
+                "| measure | votes | median | p95 | target |\n|---|---|---|---|---|\n"
+            )
+            for n, count, median, p95 in rows:
+                target = "p95 < 300 ms" if n == 4 else ""
+                out.write(
+                    f"| {n} voter(s) | {count} | {median:.0f} ms | **{p95:.0f} ms** | {target} |\n"
+                )
+            out.write(f"| cold start (launch to images) | | **{cold:.2f} s** | | < 5 s |\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
