@@ -48,7 +48,7 @@ def scheduled(pair_id: int, left_side: str, study_id: int) -> ScheduledPair:
 def current_ballot(annotator_id: int, study_id: int) -> ScheduledPair | None:
     """The pair to show now (kept across reruns), or None when everything is judged."""
     ballot = st.session_state.get(BALLOT_KEY)
-    if ballot is None or ballot[0] != (annotator_id, study_id):
+    if ballot is None or ballot[0] != (annotator_id, study_id) or ballot[1] is None:
         with transaction(readonly=True) as s:
             pair = next_pair(s, annotator_id, study_id)
         ballot = ((annotator_id, study_id), pair)

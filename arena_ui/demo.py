@@ -23,5 +23,9 @@ def build_demo_with_progress() -> None:
     with st.spinner("Training tiny variants and rendering images on the CPU"):
         result = build_demo(data_dir(), progress=report)
     bar.progress(1.0, text="Demo study ready")
-    st.success(f"Demo study ready: {result}. Open the Vote page to start.")
+    st.success(
+        f"Demo study **{result.study}** ready: {result.images} images "
+        f"({result.rendered_now} rendered now) in {result.seconds:.0f} s. "
+        f"Database: `{result.database}`; images: `{result.images_dir}`."
+    )
     st.page_link("pages/vote.py", label="Vote now", icon=":material/how_to_vote:")

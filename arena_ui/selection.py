@@ -44,8 +44,10 @@ def selected_study(user: User) -> StudyChoice | None:
     studies = visible_studies(user)
     by_id = {study.id: study for study in studies}
     chosen = by_id.get(st.session_state.get(STUDY_KEY))
-    if chosen is None and st.query_params.get("study"):
-        chosen = next((x for x in studies if x.name == st.query_params["study"]), None)
+    if chosen is None and (wanted := st.query_params.get("study")):
+        chosen = next((x for x in studies if x.name == wanted), None)
+        if chosen is None:
+            st.warning(f"No study named {wanted!r} is open to you; showing another one.")
     if chosen is None and studies:
         chosen = studies[0]
     if chosen is not None:

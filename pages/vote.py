@@ -28,6 +28,12 @@ def ballot_view() -> None:
     with transaction(readonly=True) as s:
         done = progress(s, user.id, study.id)
 
+    if pair is None and done.remaining > 0:
+        st.info(
+            f"You have judged every pair rendered so far; {done.remaining} more are still being "
+            "generated. Check back later."
+        )
+        return
     if pair is None:
         st.success(
             f"All done: you have judged all {done.total} pairs of **{study.name}**. Thank you!"

@@ -143,3 +143,17 @@ def test_finished_voter_gets_a_summary_and_own_results_only_if_allowed(tiny, db)
     at = open_vote_page(tiny.voter_token)
     table = at.dataframe[0].value
     assert len(table) == 2 and set(table["Wins (x side)"] + table["Wins (y side)"]) == {2}
+
+
+def test_pairs_still_rendering_are_announced_not_called_done(tiny, db):
+    """With images still missing, a voter who judged the rest is told more are coming."""
+    from db.models import Image
+
+    for image in db.scalars(select(Image).where(Image.id % 2 == 0)):
+        image.path = None  # not rendered yet
+    db.commit()
+    at = open_vote_page(tiny.voter_token)
+    while any(b.key == "vote_left" for b in at.button):
+        at.button(key="vote_left").click().run()
+    assert "still being generated" in at.info[0].value
+    assert not at.success
