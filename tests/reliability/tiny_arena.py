@@ -37,14 +37,16 @@ def build_tiny_arena(
     seeds: tuple[int, ...] = (0, 1),
     steps: int = 2,
     name: str = "faults",
+    database: Path | None = None,
 ) -> TinyArena:
-    """Write checkpoints and a study (VT vs VT, VT vs reference) ready to pre-generate."""
+    """Write checkpoints and a study (VT vs VT, VT vs reference) ready to pre-generate; the
+    SQLite database is `database` (default: `arena.sqlite3` in the data dir)."""
     from deprojector.checkpoint import inspect_checkpoint, save_checkpoint
     from deprojector.model import VTDeprojector, vt_config
     from deprojector.text import ClipText
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    url = f"sqlite:///{data_dir / 'arena.sqlite3'}"
+    url = f"sqlite:///{database or data_dir / 'arena.sqlite3'}"
     engine = make_engine(url)
     upgrade(engine)
     clip = ClipText.from_folder(clip_dir)
