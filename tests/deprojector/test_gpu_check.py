@@ -35,3 +35,23 @@ def test_gpu_check_runs_tiny_on_cpu(tmp_path):
     assert figures["config"]["tiny"] is True and figures["device_name"] == "cpu"
     log = (tmp_path / "gpu_check.log").read_text()
     assert "images/s" in log and "samples/s" in log
+
+
+def test_gpu_check_builds_the_real_sd15_architecture(monkeypatch):
+    """The GPU check's configs give SD 1.5's exact parameter counts (UNet, VAE, CLIP-L text)."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import gpu_check
+
+    with torch.device("meta"):  # shapes only, no memory
+        unet = UNet2DConditionModel(**gpu_check.SD15_UNET)
+        vae = AutoencoderKL(**gpu_check.SD15_VAE)
+        text = CLIPTextModel(CLIPTextConfig(vocab_size=49408, **gpu_check.CLIP_L_TEXT))
+
+    def count(model):
+        return sum(p.numel() for p in model.parameters())
+
+    assert (count(unet), count(vae), count(text)) == (859_520_964, 83_653_863, 123_060_480)
