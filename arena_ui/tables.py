@@ -29,17 +29,21 @@ def side_label(group: GroupTally, side: str) -> str:
 
 
 def set_table(group: GroupTally) -> pd.DataFrame:
-    """One row per set (組): who held each setting, wins on each side, ties, the set's winner."""
-    x, y = side_label(group, "x"), side_label(group, "y")
-    winner = {"x": x, "y": y, "draw": "draw"}
+    """One row per set (組): who held each setting, wins on each side, ties, the set's winner.
+
+    Columns are named by the setting alone ("2D side", "2D wins"); the table's heading names
+    the hyperparameter.
+    """
+    x, y = group.x, group.y
+    winner = {"x": side_label(group, "x"), "y": side_label(group, "y"), "draw": "draw"}
     return pd.DataFrame(
         [
             {
                 "Set (組)": s.comparison,
-                f"{x}: variant": s.x_variant,
-                f"{y}: variant": s.y_variant,
-                f"{x}: wins": s.x_wins,
-                f"{y}: wins": s.y_wins,
+                f"{x} side": s.x_variant,
+                f"{y} side": s.y_variant,
+                f"{x} wins": s.x_wins,
+                f"{y} wins": s.y_wins,
                 "Same (ties)": s.ties,
                 "Set winner": winner[s.winner],
             }
@@ -61,7 +65,10 @@ def group_summary(group: GroupTally) -> pd.DataFrame:
 def verdict(group: GroupTally) -> str:
     """One sentence: which setting won the group, and what decided it."""
     if group.winner == "draw":
-        return f"Draw: {DECIDED_BY['draw']} ({group.x_sets}-{group.y_sets} sets, {group.x_points}-{group.y_points} points)."
+        return (
+            f"Draw: sets and points are both level ({group.x_sets}-{group.y_sets} sets, "
+            f"{group.x_points}-{group.y_points} points)."
+        )
     won = side_label(group, group.winner)
     return (
         f"**{won}** wins, decided by {DECIDED_BY[group.decided_by]}: "

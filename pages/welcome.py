@@ -38,7 +38,7 @@ studies = visible_studies(user)
 if studies:
     st.page_link(
         "pages/vote.py",
-        label=f"Start voting ({len(studies)} studies open)",
+        label=f"Start voting ({len(studies)} open {'study' if len(studies) == 1 else 'studies'})",
         icon=":material/how_to_vote:",
     )
 else:

@@ -45,7 +45,8 @@ def test_article_tables_count_sets_and_points_per_hyperparameter(voted):
     assert not at.exception
     assert [h.value for h in at.subheader][:2] == ["h1", "h2"]
     h1_sets, h1_totals = at.dataframe[0].value, at.dataframe[1].value
-    assert list(h1_sets["h1 = 0: wins"]) == [2] and list(h1_sets["h1 = 1: wins"]) == [0]
+    assert list(h1_sets["0 wins"]) == [2] and list(h1_sets["1 wins"]) == [0]
+    assert list(h1_sets["Set winner"]) == ["h1 = 0"]
     assert list(h1_totals["Sets won (組数)"]) == [1, 0]
     assert list(h1_totals["Points (点数)"]) == [2, 0]
     verdicts = [m.value for m in at.markdown if "decided by" in m.value]
