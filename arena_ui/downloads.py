@@ -19,9 +19,13 @@ FORMATS = {
 }
 
 
-def export_bytes(votes: pd.DataFrame, kind: str) -> tuple[str, str, bytes]:
-    """(file name, MIME type, content) of the votes in format `kind` (csv, parquet, fastchat)."""
-    name, mime, write = FORMATS[kind]
+def file_name(kind: str) -> str:
+    return FORMATS[kind][0]
+
+
+def export_bytes(votes: pd.DataFrame, kind: str) -> bytes:
+    """The votes as a file of format `kind` (csv, parquet, fastchat)."""
+    name, _, write = FORMATS[kind]
     with tempfile.TemporaryDirectory() as folder:
         path = write(votes, Path(folder) / name)
-        return name, mime, Path(path).read_bytes()
+        return Path(path).read_bytes()

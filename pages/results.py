@@ -1,10 +1,12 @@
 """Results: the article's tables per hyperparameter, the statistics, a Bradley-Terry
 leaderboard, the pairs behind a comparison, the grid of images, and downloads."""
 
+from functools import partial
+
 import altair as alt
 import streamlit as st
 
-from arena_ui.downloads import FORMATS, export_bytes
+from arena_ui.downloads import FORMATS, export_bytes, file_name
 from arena_ui.gallery import comparison_pairs, grid_choices, study_grid
 from arena_ui.identity import require_user
 from arena_ui.resources import image_file, transaction
@@ -154,7 +156,12 @@ st.header("Downloads")
 for col, kind, label in zip(
     st.columns(3), FORMATS, ["Votes CSV", "Votes Parquet", "FastChat battles JSON"], strict=True
 ):
-    name, mime, data = export_bytes(votes, kind)
+    name, mime = file_name(kind), FORMATS[kind][1]
     col.download_button(
-        label, data, file_name=f"{study.name}-{name}", mime=mime, key=f"download_{kind}"
+        label,
+        partial(export_bytes, votes, kind),  # written only when clicked
+        file_name=f"{study.name}-{name}",
+        mime=mime,
+        key=f"download_{kind}",
+        on_click="ignore",
     )

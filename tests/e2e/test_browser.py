@@ -103,3 +103,18 @@ def test_results_page_shows_the_tally_and_voters_are_refused_admin_pages(served,
     page.screenshot(path=str(SCREENSHOTS / "results.png"), full_page=False)
     page.get_by_role("heading", name="Bradley-Terry leaderboard").scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "results-leaderboard.png"))
+
+
+def test_votes_csv_downloads_from_the_results_page(served, page):
+    """The Votes CSV button downloads the interchange file with every live vote."""
+    base, tiny = served
+    page.goto(f"{base}/results?token={tiny.admin_token}")
+    button = page.get_by_role("button", name="Votes CSV")
+    button.scroll_into_view_if_needed()
+    with page.expect_download() as download:
+        button.click()
+    text = Path(download.value.path()).read_text()
+    header, *rows = text.strip().splitlines()
+    assert header.startswith("study,group,comparison,variant_a,variant_b")
+    live = [v for v in votes(tiny) if v.superseded_at is None]
+    assert len(rows) == len(live) > 0
