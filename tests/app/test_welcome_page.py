@@ -1,12 +1,9 @@
-"""The welcome page (AppTest): what each visitor is told, and the one-click demo build."""
+"""The welcome page (AppTest): what each visitor is told. The demo button is exercised in a real
+browser (tests/e2e/test_quickstart.py): AppTest loses clicks on pages run via st.navigation."""
 
 from pathlib import Path
 
-import pytest
-from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
-
-from db.models import Image, Study
 
 WELCOME = str(Path(__file__).resolve().parents[2] / "app.py")  # welcome is the default page
 
@@ -32,17 +29,3 @@ def test_admin_is_told_the_demo_is_random_and_how_to_use_real_weights(tiny):
     demo_text = next(m.value for m in at.markdown if "random and tiny" in m.value)
     assert "Stable Diffusion 1.x folder" in demo_text and "Variants page" in demo_text
     assert at.button(key="build_demo")
-
-
-@pytest.mark.slow
-def test_demo_button_builds_a_ready_study_with_images(tiny, db):
-    """One click: seven tiny variants + reference trained, rendered, stored, study ready."""
-    at = open_welcome(tiny.admin_token, timeout=900)
-    at.button(key="build_demo").click().run(timeout=900)
-    assert not at.exception, at.exception
-    assert "Demo study **demo** ready" in at.success[-1].value
-    db.commit()
-    study = db.scalar(select(Study).where(Study.name == "demo"))
-    assert study.status == "ready"
-    paths = db.scalars(select(Image.path).where(Image.path.is_not(None))).all()
-    assert all((tiny.data_dir / p).is_file() for p in paths)
