@@ -1,0 +1,63 @@
+"""`python -m evaluation export`: a study's live votes from the database to a file."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from db.engine import make_engine, session_factory, upgrade
+from db.queries import record_vote, study_pairs, undo_last_vote
+from db.synthetic import create_synthetic_study, create_voters
+from evaluation.__main__ import main
+from evaluation.export import read_votes
+
+
+@pytest.fixture
+def database(tmp_path):
+    """A SQLite study with 3 live votes (a 4th undone) and a second study with one vote."""
+    url = f"sqlite:///{tmp_path / 'arena.sqlite3'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    with session_factory(engine).begin() as s:
+        study = create_synthetic_study(s, "s", n_comparisons=2, n_prompts=2)
+        other = create_synthetic_study(s, "other", n_comparisons=1, n_prompts=1)
+        (alice, _), (bob, _) = create_voters(s, 2)
+        pairs = study_pairs(s, study.id)
+        now = datetime.now(UTC)
+        record_vote(s, pairs[0].id, alice, "a", "left", now)
+        record_vote(s, pairs[1].id, alice, "b", "tie", now)
+        record_vote(s, pairs[0].id, bob, "b", "right", now)
+        record_vote(s, pairs[2].id, bob, "a", "left", now)
+        undo_last_vote(s, bob, study.id)
+        record_vote(s, study_pairs(s, other.id)[0].id, bob, "a", "left", now)
+    engine.dispose()
+    return url
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_exports_the_live_votes_of_one_study(database, tmp_path, fmt):
+    """The file holds exactly the study's live votes, readable by the tally reader."""
+    out = tmp_path / f"votes.{fmt}"
+    args = ["export", "--study", "s", "--format", fmt, "--out", str(out)]
+    assert main([*args, "--database-url", database]) == 0
+    votes = read_votes(out)
+    assert len(votes) == 3 and set(votes["study"]) == {"s"}
+    assert sorted(votes["choice"].astype(str)) == ["left", "right", "tie"]
+
+
+def test_exports_fastchat_battles(database, tmp_path):
+    """FastChat layout: model_a is the left variant, winner model_a/model_b/tie, judge named."""
+    out = tmp_path / "battles.json"
+    args = ["export", "--study", "s", "--format", "fastchat", "--out", str(out)]
+    assert main([*args, "--database-url", database]) == 0
+    battles = json.loads(out.read_text())
+    assert sorted(b["winner"] for b in battles) == ["model_a", "model_b", "tie"]
+    first = next(b for b in battles if b["judge"] == "voter-0" and b["winner"] == "model_a")
+    assert first["model_a"] == "s-v0"  # alice saw side a (the base) on the left and chose left
+
+
+def test_unknown_study_exits_2_naming_it(database, tmp_path, capsys):
+    """An unknown study name exits 2 with a message listing the existing studies."""
+    args = ["export", "--study", "nope", "--format", "csv", "--out", str(tmp_path / "x.csv")]
+    assert main([*args, "--database-url", database]) == 2
+    assert "'nope'" in capsys.readouterr().err
