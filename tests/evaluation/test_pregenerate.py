@@ -27,6 +27,17 @@ ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = ("cat maid", "cat, maid", "1boy 1girl in class room")
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models render fastest on one thread (several spin-wait on a busy 2-core machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tiny_clip_dir, tmp_path_factory):
     """Two untrained tiny VT checkpoints that differ in vicinity (2 and 1)."""
@@ -134,6 +145,7 @@ def test_survives_kill_9_and_resumes(arena):
     """SIGKILL of the CLI mid-run, then a rerun: every image present exactly once, valid, hashed."""
     engine, factory, data_dir = arena
     env = {**os.environ, "ARENA_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"}
+    env["OMP_NUM_THREADS"] = "1"
     env.pop("DATABASE_URL", None)
     worker = subprocess.Popen(
         [sys.executable, "-m", "evaluation", "generate", "--study", "s", "--batch-size", "2"],
