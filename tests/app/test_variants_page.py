@@ -125,3 +125,31 @@ def test_upload_above_the_cap_is_refused(data_dir, monkeypatch):
     with pytest.raises(checkpoints.CheckpointRejected, match="above the upload cap of 1 MiB"):
         checkpoints.save_upload("big.safetensors", b"\x00" * (2**20 + 1), b"{}")
     assert not (data_dir / "checkpoints").exists()
+
+
+def test_importing_a_published_legacy_folder_copies_and_registers_it(
+    tiny, db, tmp_path, monkeypatch
+):
+    """A published v5 folder (pickle-free .bin) is copied under a generated name and listed as
+    a legacy variant with its parameter count."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deprojector"))
+    legacy_tests = pytest.importorskip("test_legacy")  # the published-layout writer
+    source = tmp_path / "published" / "v5"
+    legacy_tests.write_published(source, "v5")
+    monkeypatch.setenv(checkpoints.ROOTS_ENV, str(tmp_path / "published"))
+
+    at = open_variants(tiny.admin_token)
+    at.text_input(key="leg_folder").input(str(source))
+    at.text_input(key="leg_variant").input("published-v5")
+    at.text_input(key="leg_label").input("v5")
+    at.button(key="FormSubmitter:legacy_form-Import (copy into the data dir) and validate").click()
+    at.run()
+    assert not at.error, at.error[0].value
+    db.commit()
+    variant = db.scalar(select(Variant).where(Variant.name == "published-v5"))
+    (ckpt,) = variant.checkpoints
+    assert variant.kind == "legacy" and variant.hyperparameters["ensemble_size"] == 4
+    assert ckpt.path.startswith("checkpoints/import-") and ckpt.params_total > 0
+    assert (tiny.data_dir / ckpt.path / "pytorch_model.bin").is_file()
