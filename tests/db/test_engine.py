@@ -12,7 +12,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, inspect, select
 
-from db.engine import database_url, make_engine, normalize_url, session_factory, upgrade
+from db.engine import (
+    alembic_config,
+    database_url,
+    make_engine,
+    normalize_url,
+    session_factory,
+    upgrade,
+)
 from db.errors import DatabaseUnavailableError
 from db.models import Base, Prompt, Vote
 from db.queries import record_vote, study_pairs
@@ -144,3 +151,19 @@ def test_a_read_only_database_gives_a_clear_error(tmp_path):
     with session_factory(engine, readonly=True)() as s:  # reading still works
         assert s.scalar(select(func.count(Vote.id))) == 0
     engine.dispose()
+
+
+def test_migrations_downgrade_to_empty_and_back(engine):
+    """Every migration can be undone and re-applied (downgrade to base, upgrade to head)."""
+    from alembic import command
+
+    config = alembic_config()
+    with engine.connect() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "base")
+        conn.commit()
+        assert "votes" not in inspect(conn).get_table_names()
+    upgrade(engine)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
