@@ -56,14 +56,12 @@ def checkpoints(tiny_clip_dir, tmp_path_factory):
     return folders
 
 
-@pytest.fixture
-def arena(tmp_path, tiny_sd_dir, checkpoints):
-    """A data dir + migrated SQLite with study "s": v2 vs v1 and reference vs v2, 3 prompts,
-    2 seeds: 18 images to render."""
+def build_arena(url, data_dir, checkpoints, tiny_sd_dir):
+    """A migrated database with study "s": v2 vs v1 and reference vs v2, 3 prompts, 2 seeds
+    (18 images to render), checkpoints copied under `data_dir`."""
     import shutil
 
-    data_dir = tmp_path / "data"
-    engine = make_engine(f"sqlite:///{data_dir / 'arena.sqlite3'}")
+    engine = make_engine(url)
     upgrade(engine)
     factory = session_factory(engine)
     with factory.begin() as s:
@@ -99,6 +97,15 @@ def arena(tmp_path, tiny_sd_dir, checkpoints):
                 reference_comparisons=("v2",),
             ),
         )
+    return engine, factory
+
+
+@pytest.fixture
+def arena(tmp_path, tiny_sd_dir, checkpoints):
+    """build_arena on a SQLite file in the data dir."""
+    data_dir = tmp_path / "data"
+    url = f"sqlite:///{data_dir / 'arena.sqlite3'}"
+    engine, factory = build_arena(url, data_dir, checkpoints, tiny_sd_dir)
     yield engine, factory, data_dir
     engine.dispose()
 
@@ -241,3 +248,66 @@ def test_failing_renders_are_retried_then_recorded(arena):
     report = run_generation(engine, "s", data_dir=data_dir, retry_failed=True, device="cpu")
     assert (report.rendered, report.remaining) == (6, 0)
     assert_complete(factory, data_dir)
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database on the TEST_DATABASE_URL server, dropped afterwards."""
+    import uuid
+
+    from db.engine import normalize_url
+
+    server = os.environ.get("TEST_DATABASE_URL")
+    if not server:
+        pytest.skip("TEST_DATABASE_URL not set (start one with tests/db/start_postgres.sh)")
+    admin = make_engine(server, isolation_level="AUTOCOMMIT")
+    name = f"arena_pregen_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield normalize_url(server).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_postgres_workers_share_the_queue_without_overlap(
+    postgres_url, tmp_path, tiny_sd_dir, checkpoints
+):
+    """Three concurrent workers on PostgreSQL (SKIP LOCKED) render the 18 images exactly once."""
+    import threading
+
+    from deprojector.generate import ImageGenerator, SDSettings
+
+    data_dir = tmp_path / "data"
+    engine, factory = build_arena(postgres_url, data_dir, checkpoints, tiny_sd_dir)
+    with factory() as s:
+        generator = ImageGenerator(SDSettings(**s.scalar(select(Study.settings))), device="cpu")
+    reports, errors = {}, []
+
+    def work(worker_id):
+        try:
+            reports[worker_id] = run_generation(
+                engine,
+                "s",
+                data_dir=data_dir,
+                worker_id=worker_id,
+                batch_size=2,
+                generator=generator,
+            )
+        except Exception as error:  # noqa: BLE001 - re-raised in the test thread below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert sum(r.rendered for r in reports.values()) == 18
+    with factory() as s:
+        claimed = set(s.scalars(select(GenerationJob.claimed_by)))
+    assert len(claimed - {None}) >= 2  # the work really was shared
+    assert_complete(factory, data_dir)
+    engine.dispose()
