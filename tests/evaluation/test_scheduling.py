@@ -1,21 +1,23 @@
 """Which pair an annotator sees next (evaluation.scheduling.next_pair)."""
 
+import os
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
 
-from db.engine import make_engine, session_factory, upgrade
+from db.engine import make_engine, normalize_url, session_factory, upgrade
 from db.models import Comparison, Image, ImagePair
 from db.queries import record_vote
 from db.synthetic import create_synthetic_study, create_voters
 from evaluation.scheduling import next_pair
 
 
-def build_study_db(path):
-    """A migrated SQLite file with a 3-comparison x 2-label x 4-prompt study and 4 voters."""
-    engine = make_engine(f"sqlite:///{path}")
+def build_study_db(url):
+    """A migrated database with a 3-comparison x 2-label x 4-prompt study and 4 voters."""
+    engine = make_engine(url)
     upgrade(engine)
     factory = session_factory(engine)
     with factory.begin() as s:
@@ -25,11 +27,29 @@ def build_study_db(path):
     return engine, (factory, study_id, voters)
 
 
-@pytest.fixture
-def study_db(tmp_path):
-    engine, db = build_study_db(tmp_path / "arena.sqlite3")
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def study_db(request, tmp_path):
+    """build_study_db on a SQLite file, and on a fresh PostgreSQL database when
+    TEST_DATABASE_URL names a server (skipped otherwise)."""
+    if request.param == "sqlite":
+        engine, db = build_study_db(f"sqlite:///{tmp_path / 'arena.sqlite3'}")
+        yield db
+        engine.dispose()
+        return
+    server = os.environ.get("TEST_DATABASE_URL")
+    if not server:
+        pytest.skip("TEST_DATABASE_URL not set (start one with tests/db/start_postgres.sh)")
+    admin = make_engine(server, isolation_level="AUTOCOMMIT")
+    name = f"arena_sched_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = normalize_url(server).set(database=name).render_as_string(hide_password=False)
+    engine, db = build_study_db(url)
     yield db
     engine.dispose()
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
 
 
 def vote_next(factory, annotator_id, study_id, seed=0, choice="left"):
@@ -90,7 +110,8 @@ def test_deterministic_for_a_seed(tmp_path):
     """Two databases built alike give the same pairs and sides for a seed; other seeds differ."""
     runs = {}
     for name, seed in (("one", 5), ("two", 5), ("three", 6)):
-        engine, (factory, study_id, voters) = build_study_db(tmp_path / f"{name}.sqlite3")
+        url = f"sqlite:///{tmp_path / name}.sqlite3"
+        engine, (factory, study_id, voters) = build_study_db(url)
         runs[name] = []
         for voter in voters[:2]:
             while (item := vote_next(factory, voter, study_id, seed=seed)) is not None:
