@@ -208,19 +208,39 @@ def _count(session: Session, study_id: int, *statuses: str) -> int:
 
 
 def _claim(session: Session, study_id: int, worker_id: str, limit: int) -> list[int]:
-    """Mark up to `limit` pending jobs of the study as ours; returns their ids."""
-    # Ordered by checkpoint so that a batch mostly shares one deprojector (one pipeline call)
-    query = (
+    """Mark up to `limit` pending jobs of the study as ours; returns their ids.
+
+    A claim holds one checkpoint's images only (the first pending checkpoint's), so each batch
+    is one full pipeline call: the generator pads every call to `batch_size` images.
+    """
+    pending = (
         select(GenerationJob)
         .join(Image, GenerationJob.image_id == Image.id)
         .where(
             GenerationJob.status == "pending",
             GenerationJob.image_id.in_(_study_image_ids(study_id)),
         )
-        .order_by(Image.checkpoint_id, Image.seed, Image.prompt_id, GenerationJob.id)
+    )
+    postgres = session.get_bind().dialect.name == "postgresql"
+    first = pending.with_only_columns(Image.checkpoint_id).order_by(
+        Image.checkpoint_id, GenerationJob.id
+    )
+    if postgres:  # skip jobs other workers are claiming right now, or we might find none
+        first = first.with_for_update(skip_locked=True, of=GenerationJob)
+    first = session.execute(first.limit(1)).first()
+    if first is None:
+        return []
+    checkpoint_id = first[0]
+    query = (
+        pending.where(
+            Image.checkpoint_id.is_(None)
+            if checkpoint_id is None
+            else Image.checkpoint_id == checkpoint_id
+        )
+        .order_by(Image.seed, Image.prompt_id, GenerationJob.id)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if postgres:
         query = query.with_for_update(skip_locked=True, of=GenerationJob)
     jobs = list(session.scalars(query))
     now = datetime.now(UTC)
