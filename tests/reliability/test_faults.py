@@ -48,6 +48,15 @@ def _integrity(url: str) -> str:
         connection.close()
 
 
+def _wait_for_images(worker, url: str, target: int) -> float:
+    """Wait until `target` jobs are done (or the worker ended); returns the time then."""
+    deadline = time.monotonic() + 60
+    while worker.is_alive() and _done_jobs(url) < target:
+        assert time.monotonic() < deadline, "the worker made no progress for 60 s"
+        time.sleep(0.01)
+    return time.monotonic()
+
+
 @pytest.fixture(scope="module")
 def forkserver():
     """A multiprocessing context whose children fork from a process that imported torch and
@@ -63,21 +72,23 @@ def test_generation_killed_ten_times_finishes_with_every_image_once(
 ):
     """Pre-generation SIGKILLed at 10 seeded random moments, then run to the end: each image
     exactly once, a valid PNG whose sha256 matches its row, no orphan file or dangling row."""
-    arena = build_tiny_arena(tmp_path / "data", tiny_clip_dir, tiny_sd_dir, seeds=(0, 1, 2))
+    arena = build_tiny_arena(tmp_path / "data", tiny_clip_dir, tiny_sd_dir, seeds=(0, 1, 2, 3, 4))
     rng = random.Random(20261126)
     args = (arena.url, arena.study, str(arena.data_dir))
     killed_with_work_left, after_kills = 0, []
     for _ in range(10):
-        # a random moment: after 0 or 1 more finished image, plus up to half a second
-        done = _done_jobs(arena.url)
-        target, delay = done + rng.randint(0, 1), rng.uniform(0.0, 0.5)
         worker = forkserver.Process(target=workers.generate, args=args)
         worker.start()
-        deadline = time.monotonic() + 60
-        while worker.is_alive() and _done_jobs(arena.url) < target:
-            assert time.monotonic() < deadline, "the worker made no progress for 60 s"
-            time.sleep(0.02)
-        time.sleep(delay)
+        if rng.random() < 0.3:
+            # while starting up: cleaning, re-queueing, loading the pipeline and checkpoints
+            time.sleep(rng.uniform(0.0, 1.0))
+        else:
+            # while rendering, writing or recording an image: time two finished images, then
+            # kill at a random point of the third
+            done = _done_jobs(arena.url)
+            finished = _wait_for_images(worker, arena.url, done + 1)
+            image_s = _wait_for_images(worker, arena.url, done + 2) - finished
+            time.sleep(rng.uniform(0.0, image_s))
         if worker.is_alive():
             worker.kill()
             killed_with_work_left += _done_jobs(arena.url) < arena.images
