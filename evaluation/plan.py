@@ -58,6 +58,7 @@ class PlanSummary:
     qc_pairs: int  # quality-control repeats planned beside them
     images: int  # distinct images the pairs need
     images_rendered: int  # of those, already rendered (by this or another study)
+    unpaired_variants: list[str]  # chosen variants in no comparison (differ in 2+ settings)
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,11 @@ def plan_summary(session: Session, spec: StudySpec) -> PlanSummary:
         qc_pairs=pairs if spec.qc_rate > 0 else 0,
         images=len(keys),
         images_rendered=sum(1 for k in keys if k in existing and existing[k].path is not None),
+        unpaired_variants=[
+            name
+            for name in dict.fromkeys(spec.variants)
+            if not any(name in (c.variant_a, c.variant_b) for c in plan.comparisons)
+        ],
     )
 
 

@@ -139,6 +139,15 @@ def test_summary_matches_what_create_study_makes(factory):
         assert summary.qc_pairs == count(s, ImagePair, ImagePair.qc_kind.is_not(None)) == 240
         assert summary.images == count(s, Image) == 180
         assert count(s, Comparison) == 10
+        assert summary.unpaired_variants == []
+
+
+def test_summary_names_variants_that_pair_with_nobody(factory):
+    """A chosen variant two changes away from every other one is listed as unpaired."""
+    with factory.begin() as s:
+        summary = plan_summary(s, article_spec(variants=("vt-1", "vt-2", "vt-7")))
+    assert [c.name for c in summary.comparisons] == ["vt-1 vs vt-2", "reference vs vt-1"]
+    assert summary.unpaired_variants == ["vt-7"]
 
 
 @pytest.mark.parametrize(
