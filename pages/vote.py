@@ -46,12 +46,8 @@ def ballot_view() -> None:
 
     st.progress(done.done / max(done.total, 1), text=f"{done.done} judged · {done.remaining} left")
     st.markdown(f"#### Prompt: “{pair.prompt}”")
-    flip_col, size_col = st.columns(2)
-    flip = flip_col.toggle("Flip view: one image at a time, same place", key="vote_flip")
-    actual = size_col.toggle("Actual size (full resolution)", key="vote_actual_size")
-    width = "content" if actual else "stretch"
-    if not actual:
-        st.markdown(CAP_CSS, unsafe_allow_html=True)
+    flip = st.session_state.get("vote_flip", False)  # view toggles, drawn below the fragment
+    width = "content" if st.session_state.get("vote_actual_size", False) else "stretch"
 
     left, right = image_file(pair.left_image), image_file(pair.right_image)
     if flip:
@@ -115,3 +111,9 @@ st.caption(
     f"Study **{study.name}** · voting as **{user.name}** · which model made which image is hidden"
 )
 ballot_view()
+
+# View options live outside the fragment: a vote reruns only the pair above.
+flip_col, size_col = st.columns(2)
+flip_col.toggle("Flip view: one image at a time, same place", key="vote_flip")
+if not size_col.toggle("Actual size (full resolution)", key="vote_actual_size"):
+    st.markdown(CAP_CSS, unsafe_allow_html=True)
