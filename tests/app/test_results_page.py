@@ -106,3 +106,31 @@ def test_downloaded_files_hold_every_live_vote(voted, db):
     assert len(csv) == len(parquet) == len(battles) == voted.n_pairs
     assert set(csv["choice"]) == set(votes["choice"])
     assert {"model_a", "model_b", "winner", "judge", "tstamp"} <= set(battles[0])
+
+
+def test_grid_puts_the_reference_row_first(tiny, db):
+    """Reference images (no checkpoint) of the study's prompts form the grid's first row."""
+    from tiny_study import write_png
+
+    from arena_ui.gallery import study_grid
+    from db.models import Image, Study
+
+    study = db.get(Study, tiny.study_id)
+    for k, sp in enumerate(study.study_prompts):
+        path = f"images/reference-{k}.png"
+        write_png(tiny.data_dir / path, 100 + k)
+        db.add(
+            Image(
+                checkpoint_id=None,
+                prompt_id=sp.prompt_id,
+                seed=0,
+                settings_hash=study.settings_hash,
+                path=path,
+            )
+        )
+    db.commit()
+    grid = study_grid(tiny.study_id, "epoch-8", 0)
+    assert grid.variants == ["reference", "tiny-v0", "tiny-v1", "tiny-v2"]
+    assert grid.prompts == ["tiny prompt 0", "tiny prompt 1, detail"]
+    assert grid.images[("reference", "tiny prompt 0")] == "images/reference-0.png"
+    assert len(grid.images) == 4 * 2
