@@ -62,6 +62,7 @@ class LoadConfig:
     undo_rate: float = 0.05  # chance of an undo after a vote
     double_click_rate: float = 0.05  # chance of a second record_vote on the same pair
     seed: int = 0
+    pool_size: int | None = None  # connections kept per engine; None: make_engine's default
 
 
 @dataclass
@@ -230,7 +231,8 @@ def _percentile_ms(values: list[float], q: float) -> float:
 def run_load(cfg: LoadConfig) -> LoadReport:
     """Set up a synthetic study in the (empty) database at `cfg.url`, vote, audit."""
     # 1. Schema, a study with more regular pairs than any voter casts, and the voters
-    engine = make_engine(cfg.url)
+    options = {} if cfg.pool_size is None else {"pool_size": cfg.pool_size, "max_overflow": 0}
+    engine = make_engine(cfg.url, **options)
     upgrade(engine)
     sessions = session_factory(engine)
     per_prompt = N_COMPARISONS * len(LABELS) * len(SEEDS)
@@ -340,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--undo-rate", type=float, default=0.05)
     parser.add_argument("--double-click-rate", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pool-size", type=int, default=None, help="default: make_engine's")
     parser.add_argument("--postgres", default=None, help="a PostgreSQL server URL, also run there")
     parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     args = parser.parse_args(argv)
@@ -352,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
             undo_rate=args.undo_rate,
             double_click_rate=args.double_click_rate,
             seed=args.seed,
+            pool_size=args.pool_size,
         )
 
     reports = []
