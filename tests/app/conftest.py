@@ -7,8 +7,6 @@ from tiny_study import TinyStudy, build_tiny_study
 
 from db.engine import make_engine
 
-TIMEOUT = 30  # seconds per AppTest run (the default 3 s is too short for a cold import)
-
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():

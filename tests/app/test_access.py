@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import pytest
-from conftest import TIMEOUT
 from streamlit.testing.v1 import AppTest
+from tiny_study import TIMEOUT
 
 from db.auth import authenticate
 

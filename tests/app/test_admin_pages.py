@@ -3,9 +3,9 @@
 import time
 from pathlib import Path
 
-from conftest import TIMEOUT
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
+from tiny_study import TIMEOUT
 
 from db.auth import authenticate
 from db.models import Annotator, GenerationJob, ImagePair, Study

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import pytest
-from conftest import TIMEOUT
 from streamlit.testing.v1 import AppTest
+from tiny_study import TIMEOUT
 
 from db.models import Study, utcnow
 from db.queries import record_vote, study_pairs

@@ -5,9 +5,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TIMEOUT
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
+from tiny_study import TIMEOUT
 
 from arena_ui import checkpoints
 from db.models import Variant

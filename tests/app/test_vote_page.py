@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from conftest import TIMEOUT
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
+from tiny_study import TIMEOUT
 
 from arena_ui.ballot import BALLOT_KEY
 from db.models import Study, Variant, Vote

@@ -16,6 +16,8 @@ from db.engine import make_engine, session_factory, upgrade
 from db.models import Image
 from db.synthetic import create_synthetic_study
 
+TIMEOUT = 30  # seconds per AppTest run (the default 3 s is too short for a cold import)
+
 
 @dataclass(frozen=True)
 class TinyStudy:
