@@ -4,8 +4,9 @@
     .venv/bin/python bench/next_pair_bench.py --prompts 12 --seeds 2 --calls 50
 
 Builds a SQLite study with 9 comparisons x 2 checkpoints x PROMPTS x SEEDS pairs (db.synthetic),
-pre-fills VOTES_PER_VOTER live votes for 20 voters, then times next_pair + record_vote (one
-transaction, as the page does) from 1 and from 4 concurrent threads. Prints median and p95 in ms.
+pre-fills VOTES_PER_VOTER live votes for 20 voters, then times next_pair (read transaction) +
+record_vote (write transaction), as the vote page does, from 1 and from 4 concurrent threads.
+Prints median and p95 in ms.
 """
 
 from __future__ import annotations
@@ -27,21 +28,25 @@ from db.synthetic import create_synthetic_study, create_voters  # noqa: E402
 from evaluation.scheduling import next_pair  # noqa: E402
 
 
-def vote_once(factory, voter: int, study_id: int) -> float:
+def vote_once(factories, voter: int, study_id: int) -> float:
+    """One vote as the vote page does it: next_pair in a read (DEFERRED) transaction, then
+    record_vote in its own write transaction."""
+    reads, writes = factories
     start = time.perf_counter()
-    with factory.begin() as s:
+    with reads.begin() as s:
         item = next_pair(s, voter, study_id)
-        if item is not None:
+    if item is not None:
+        with writes.begin() as s:
             record_vote(s, item.pair_id, voter, item.left_side, "left", datetime.now(UTC))
     return time.perf_counter() - start
 
 
-def run(factory, voters: list[int], study_id: int, calls: int) -> list[float]:
+def run(factories, voters: list[int], study_id: int, calls: int) -> list[float]:
     times: list[float] = []
     lock = threading.Lock()
 
     def worker(voter: int) -> None:
-        mine = [vote_once(factory, voter, study_id) for _ in range(calls)]
+        mine = [vote_once(factories, voter, study_id) for _ in range(calls)]
         with lock:
             times.extend(mine)
 
@@ -65,6 +70,7 @@ def main() -> None:
         engine = make_engine(f"sqlite:///{tmp}/bench.sqlite3")
         upgrade(engine)
         factory = session_factory(engine)
+        factories = (session_factory(engine.execution_options(sqlite_begin="DEFERRED")), factory)
         with factory.begin() as s:
             study = create_synthetic_study(
                 s, "bench", n_comparisons=9, n_prompts=args.prompts, seeds=range(args.seeds)
@@ -73,7 +79,7 @@ def main() -> None:
             study_id = study.id
         pairs = 9 * 2 * args.prompts * args.seeds
         for voter in voters:  # earlier votes, so the queries see a realistic vote table
-            run(factory, [voter], study_id, args.votes_per_voter // 50)
+            run(factories, [voter], study_id, args.votes_per_voter // 50)
         with engine.begin() as connection:  # bulk-fill the rest quickly, as sqlite rows
             connection.exec_driver_sql(
                 "INSERT INTO votes (pair_id, annotator_id, left_image_id, left_side, choice, "
@@ -84,8 +90,19 @@ def main() -> None:
             )
             votes = connection.exec_driver_sql("SELECT count(*) FROM votes").scalar()
         print(f"study: {pairs} pairs, 20 voters, {votes} live votes already")
+        alone = []
+        for voter in voters[:4] * 25:  # the scheduler by itself: read transaction, no vote
+            start = time.perf_counter()
+            with factories[0].begin() as s:
+                next_pair(s, voter, study_id)
+            alone.append((time.perf_counter() - start) * 1000)
+        alone.sort()
+        print(
+            f"next_pair alone: median {statistics.median(alone):.1f} ms, "
+            f"p95 {alone[int(0.95 * (len(alone) - 1))]:.1f} ms over {len(alone)} calls"
+        )
         for concurrent in (1, 4):
-            times = run(factory, voters[:concurrent], study_id, args.calls)
+            times = run(factories, voters[:concurrent], study_id, args.calls)
             times_ms = sorted(t * 1000 for t in times)
             p95 = times_ms[int(0.95 * (len(times_ms) - 1))]
             print(
