@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from db.engine import data_dir
 from db.models import Checkpoint, Variant
+from evaluation.study import canonical
 
 CHECKPOINTS_DIR = "checkpoints"  # uploads and imports, under the data dir
 MAX_UPLOAD_MB_ENV = "ARENA_MAX_UPLOAD_MB"
@@ -145,6 +146,11 @@ def derived_hyperparameters(info) -> dict[str, Any]:
     return {"architecture": "legacy", **{k: info.config[k] for k in keys if k in info.config}}
 
 
+def _canonical(hyperparameters: dict[str, Any]) -> dict[str, str]:
+    """Hyperparameters compared the way comparisons are derived (2 == "2")."""
+    return {key: canonical(value) for key, value in hyperparameters.items()}
+
+
 def _sha256_weights(folder: Path) -> str:
     weights = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
     digest = hashlib.sha256()
@@ -187,6 +193,11 @@ def register(
         raise CheckpointRejected(
             f"variant {variant_name!r} is of kind {variant.kind!r} but this checkpoint is "
             f"{kind!r}; pick another variant name"
+        )
+    elif _canonical(variant.hyperparameters) != _canonical(hyper):
+        raise CheckpointRejected(
+            f"variant {variant_name!r} has hyperparameters {variant.hyperparameters} but this "
+            f"checkpoint has {hyper}; register it under another variant name"
         )
     if any(c.label == label for c in variant.checkpoints):
         raise CheckpointRejected(

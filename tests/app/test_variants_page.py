@@ -153,3 +153,24 @@ def test_importing_a_published_legacy_folder_copies_and_registers_it(
     assert variant.kind == "legacy" and variant.hyperparameters["ensemble_size"] == 4
     assert ckpt.path.startswith("checkpoints/import-") and ckpt.params_total > 0
     assert (tiny.data_dir / ckpt.path / "pytorch_model.bin").is_file()
+
+
+def test_a_second_checkpoint_must_match_its_variants_hyperparameters(tiny, vt_folder):
+    """epoch-10 of an existing variant is accepted only with the same hyperparameters."""
+    import shutil
+
+    for label in ("epoch-8", "epoch-10"):
+        shutil.copytree(vt_folder, tiny.data_dir / "models" / label)
+    checkpoints.accept(tiny.data_dir / "models" / "epoch-8", "vt-v1", "epoch-8", owned=False)
+    with pytest.raises(checkpoints.CheckpointRejected, match="has hyperparameters"):
+        checkpoints.accept(
+            tiny.data_dir / "models" / "epoch-10",
+            "vt-v1",
+            "epoch-10",
+            '{"vicinity": 3}',
+            owned=False,
+        )
+    second = checkpoints.accept(
+        tiny.data_dir / "models" / "epoch-10", "vt-v1", "epoch-10", owned=False
+    )
+    assert second.label == "epoch-10" and (tiny.data_dir / "models" / "epoch-10").is_dir()
