@@ -29,7 +29,8 @@ if user is None:
     st.info(
         "Setting up a fresh install? The server printed a one-time **admin login link** on its "
         f"console, in the terminal where `streamlit run app.py` runs (look for "
-        f"`{BOOTSTRAP_NOTICE}`). Lost it? `python -m db create-admin NAME` prints a new one."
+        f"`{BOOTSTRAP_NOTICE}`). Lost it? `python -m db create-admin NAME` prints a new one. "
+        "Where the operator set an `ARENA_ADMIN_TOKEN` secret, open `/?token=<that secret>`."
     )
     st.stop()
 
