@@ -71,3 +71,12 @@ def test_no_token_is_refused_every_page_but_welcome(tiny, page):
     at = open_app()
     at.switch_page(f"pages/{page}").run()
     assert "not signed in" in at.error[0].value
+
+
+def test_admin_token_secret_signs_in_without_a_console_link(data_dir, monkeypatch, capfd):
+    """With ARENA_ADMIN_TOKEN set, nothing is printed and that secret is an admin's link."""
+    secret = "s3cret-admin-token-of-32-characters"
+    monkeypatch.setenv("ARENA_ADMIN_TOKEN", secret)
+    at = open_app(secret)
+    assert "ARENA ADMIN LOGIN" not in capfd.readouterr().err
+    assert "(admin)" in at.sidebar.markdown[0].value
