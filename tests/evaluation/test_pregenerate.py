@@ -121,6 +121,7 @@ def assert_complete(factory, data_dir):
     paths = [image.path for image in images]
     assert None not in paths and len(set(paths)) == len(images) == 18
     for image in images:
+        assert image.settings["seed"] == image.seed and image.settings["batch_size"] >= 1
         file = data_dir / image.path
         assert hashlib.sha256(file.read_bytes()).hexdigest() == image.sha256
         assert file.name == f"{image.sha256}.png"
