@@ -47,10 +47,12 @@ def add(make_folder, fields, owned: bool) -> None:
 
 upload, server, legacy = st.tabs(["Upload", "Folder on the server", "Import a published folder"])
 with upload, st.form("upload_form"):
-    weights = st.file_uploader("Weights (.safetensors)", type=["safetensors"], key="up_weights")
+    cap = checkpoints.max_upload_bytes() // 2**20  # MiB, ARENA_MAX_UPLOAD_MB
+    weights = st.file_uploader(
+        "Weights (.safetensors)", type=["safetensors"], key="up_weights", max_upload_size=cap
+    )
     config = st.file_uploader("Config (config.json)", type=["json"], key="up_config")
     fields = variant_fields("up")
-    cap = checkpoints.max_upload_bytes() // 2**20
     if st.form_submit_button(f"Upload and validate (max {cap} MiB)"):
         if weights is None or config is None:
             st.error("Choose both files: the .safetensors weights and their config.json.")
