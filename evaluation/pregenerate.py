@@ -433,8 +433,8 @@ def run_generation(
                     target.width, target.height = result.image.size
                     # what shaped the pixels (seed, dtype, device, batch size); paths stay as
                     # stored (relative to the data dir), the checkpoint is the row's
-                    rendered = {k: v for k, v in result.settings.items() if k != "checkpoint"}
-                    target.settings = {**rendered, "model_path": settings_dict["model_path"]}
+                    shaped = {k: v for k, v in result.settings.items() if k != "checkpoint"}
+                    target.settings = {**shaped, "model_path": settings_dict["model_path"]}
                     row.status, row.last_error = "done", None
                 rendered += 1
                 bar.update(1)
