@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.engine import make_engine
-from db.models import ImagePair, Study, Vote
+from db.models import ImagePair, Study, Variant, Vote
 
 pytestmark = pytest.mark.e2e
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -118,3 +118,35 @@ def test_votes_csv_downloads_from_the_results_page(served, page):
     assert header.startswith("study,group,comparison,variant_a,variant_b")
     live = [v for v in votes(tiny) if v.superseded_at is None]
     assert len(rows) == len(live) > 0
+
+
+def test_admin_uploads_a_checkpoint_in_the_browser(served, page, tmp_path):
+    """Upload model.safetensors + config.json on the Variants page: validated, stored, listed."""
+    import torch
+
+    from deprojector.checkpoint import save_checkpoint
+    from deprojector.model import VTDeprojector, vt_config
+
+    base, tiny = served
+    torch.set_num_threads(1)
+    folder = save_checkpoint(
+        VTDeprojector(vt_config("vt-final", 16, 4), num_members=1, seed=0), tmp_path / "ck", {}
+    )
+    page.goto(f"{base}/variants?token={tiny.admin_token}")
+    page.get_by_text("Weights (.safetensors)").wait_for()
+    uploaders = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    uploaders.nth(0).set_input_files(str(folder / "model.safetensors"))
+    uploaders.nth(1).set_input_files(str(folder / "config.json"))
+    form = page.locator('[data-testid="stForm"]').first
+    form.get_by_label("Variant name").fill("uploaded-vt")
+    form.get_by_label("Checkpoint label").fill("epoch-3")
+    form.get_by_role("button", name="Upload and validate").click()
+    page.get_by_text("Added uploaded-vt / epoch-3").wait_for(timeout=60_000)
+
+    engine = make_engine(f"sqlite:///{tiny.data_dir / 'arena.sqlite3'}")
+    with Session(engine) as s:
+        variant = s.scalar(select(Variant).where(Variant.name == "uploaded-vt"))
+        (checkpoint,) = variant.checkpoints
+        assert checkpoint.path.startswith("checkpoints/upload-")
+        assert (tiny.data_dir / checkpoint.path / "model.safetensors").is_file()
+    engine.dispose()
