@@ -312,3 +312,27 @@ def test_postgres_workers_share_the_queue_without_overlap(
     assert len(claimed - {None}) >= 2  # the work really was shared
     assert_complete(factory, data_dir)
     engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_postgres_reclaims_only_stale_claims(postgres_url, tmp_path, tiny_sd_dir, checkpoints):
+    """On PostgreSQL a 'running' job claimed an hour ago is re-rendered; a fresh claim (a live
+    worker's) is left alone and the study stays 'generating'."""
+    from datetime import UTC, datetime, timedelta
+
+    data_dir = tmp_path / "data"
+    engine, factory = build_arena(postgres_url, data_dir, checkpoints, tiny_sd_dir)
+    with factory.begin() as s:
+        stale, live = s.scalars(select(GenerationJob).order_by(GenerationJob.id).limit(2))
+        stale.status, stale.claimed_by = "running", "dead-worker"
+        stale.claimed_at = datetime.now(UTC) - timedelta(hours=1)
+        live.status, live.claimed_by, live.claimed_at = "running", "live-worker", datetime.now(UTC)
+        stale_id, live_id = stale.id, live.id
+    report = run_generation(engine, "s", data_dir=data_dir, device="cpu", worker_id="me")
+    assert (report.rendered, report.remaining) == (17, 1)
+    with factory() as s:
+        assert s.get(GenerationJob, stale_id).status == "done"
+        assert s.get(GenerationJob, live_id).claimed_by == "live-worker"
+        assert s.scalar(select(Study.status)) == "generating"
+    engine.dispose()
