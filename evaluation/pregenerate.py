@@ -35,7 +35,8 @@ from db.models import Checkpoint, Comparison, GenerationJob, Image, ImagePair, P
 IMAGES_DIR = "images"  # under the data directory
 TEMP_PREFIX = ".tmp-"  # temporary image files start with this
 LOCK_FILE = "generation.lock"  # SQLite: held (flock) by the one running worker
-STALE_AFTER = timedelta(minutes=15)  # PostgreSQL: a 'running' job older than this is reclaimed
+STALE_AFTER = timedelta(hours=1)  # PostgreSQL: a 'running' claim older than this is reclaimed
+# (one claim is one batch; a batch of real SD images on a slow CPU can take many minutes)
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], message)
 
@@ -328,7 +329,8 @@ def _render(generator, requests, batch_size: int) -> list:
         results = []
         for request in requests:
             try:
-                results.append(generator.render([request], batch_size=1)[0])
+                # same batch_size: the generator pads, so the pixels match a batched render
+                results.append(generator.render([request], batch_size=batch_size)[0])
             except Exception as error:  # noqa: BLE001 - recorded on the job, retried
                 results.append(error)
         return results
@@ -418,16 +420,19 @@ def run_generation(
                 work = _render_jobs(s, job_ids, data_dir)
             results = _render(generator, [request for _, _, request in work], batch_size)
             for (job, image, _), result in zip(work, results, strict=True):
-                with factory.begin() as s:
-                    row = s.get(GenerationJob, job.id)
-                    if isinstance(result, Exception):
+                if isinstance(result, Exception):
+                    with factory.begin() as s:
+                        row = s.get(GenerationJob, job.id)
                         row.attempts += 1
                         row.last_error = f"{type(result).__name__}: {result}"[:2000]
                         row.status = "failed" if row.attempts >= max_attempts else "pending"
                         row.claimed_by, row.claimed_at = None, None
                         failed += row.status == "failed"
-                        continue
-                    path, sha = write_image(data_dir, png_bytes(result.image))
+                    continue
+                # the file first (outside the transaction: no write lock held during fsync)
+                path, sha = write_image(data_dir, png_bytes(result.image))
+                with factory.begin() as s:
+                    row = s.get(GenerationJob, job.id)
                     target = s.get(Image, image.id)
                     target.path, target.sha256 = path, sha
                     target.width, target.height = result.image.size

@@ -317,7 +317,7 @@ def test_postgres_workers_share_the_queue_without_overlap(
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_postgres_reclaims_only_stale_claims(postgres_url, tmp_path, tiny_sd_dir, checkpoints):
-    """On PostgreSQL a 'running' job claimed an hour ago is re-rendered; a fresh claim (a live
+    """On PostgreSQL a 'running' job claimed two hours ago is re-rendered; a fresh claim (a live
     worker's) is left alone and the study stays 'generating'."""
     from datetime import UTC, datetime, timedelta
 
@@ -326,7 +326,7 @@ def test_postgres_reclaims_only_stale_claims(postgres_url, tmp_path, tiny_sd_dir
     with factory.begin() as s:
         stale, live = s.scalars(select(GenerationJob).order_by(GenerationJob.id).limit(2))
         stale.status, stale.claimed_by = "running", "dead-worker"
-        stale.claimed_at = datetime.now(UTC) - timedelta(hours=1)
+        stale.claimed_at = datetime.now(UTC) - timedelta(hours=2)
         live.status, live.claimed_by, live.claimed_at = "running", "live-worker", datetime.now(UTC)
         stale_id, live_id = stale.id, live.id
     report = run_generation(engine, "s", data_dir=data_dir, device="cpu", worker_id="me")
