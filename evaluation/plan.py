@@ -124,6 +124,12 @@ def _resolve(session: Session, spec: StudySpec) -> _Plan:
 
     # 2. Variants and their checkpoints
     names = list(dict.fromkeys(spec.variants))
+    for name in spec.reference_comparisons:
+        if name not in names or name == REFERENCE:
+            raise StudyError(
+                f"reference_comparisons: {name!r} is not one of this study's deprojector "
+                f"variants {[n for n in names if n != REFERENCE]}; add it to variants first"
+            )
     if spec.reference_comparisons:
         names = list(dict.fromkeys([*names, REFERENCE]))
     rows = {v.name: v for v in session.scalars(select(Variant).where(Variant.name.in_(names)))}

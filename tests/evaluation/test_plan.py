@@ -161,6 +161,7 @@ def test_summary_names_variants_that_pair_with_nobody(factory):
         ({"settings": {**SETTINGS, "sampler": "x"}}, "settings:"),
         ({"qc_rate": 1.5}, "qc_rate"),
         ({"base": "reference"}, "base"),
+        ({"reference_comparisons": ("vt-8",)}, "reference_comparisons: 'vt-8'"),
     ],
 )
 def test_invalid_specs_are_rejected_with_the_field_named(factory, changes, message):
