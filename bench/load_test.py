@@ -4,8 +4,9 @@
     .venv/bin/python bench/load_test.py --voters 8 --votes 30            # a quick run
     .venv/bin/python bench/load_test.py --postgres "$TEST_DATABASE_URL"  # also PostgreSQL
 
-Each voter is a thread with its own Session per transaction, as the app runs it: one transaction
-for `evaluation.scheduling.next_pair`, one for `db.queries.record_vote`; now and then a second
+Each voter is a thread with its own Session per transaction, as the app runs it: one read-only
+(DEFERRED on SQLite) transaction for `evaluation.scheduling.next_pair`, one for
+`db.queries.record_vote`; now and then a second
 click on the same pair (must raise DuplicateVoteError) and an undo (`undo_last_vote`, then the
 pair comes back). Every voter remembers what it believes it cast. Afterwards the database must
 hold exactly those live votes (none lost, none duplicated, same side and choice), every call must
@@ -150,13 +151,15 @@ def _pair_metadata(s, study_id: int) -> dict[int, dict]:
     return meta
 
 
-def _vote_loop(sessions, voter: _Voter, study_id: int, cfg: LoadConfig, errors, barrier) -> None:
+def _vote_loop(
+    sessions, readers, voter: _Voter, study_id: int, cfg: LoadConfig, errors, barrier
+) -> None:
     rng = random.Random(f"{cfg.seed}:{voter.annotator_id}")
     barrier.wait()
     while voter.recorded < cfg.votes_per_voter:
         try:
             t0 = time.perf_counter()
-            with sessions.begin() as s:
+            with readers.begin() as s:  # as arena_ui.ballot: transaction(readonly=True)
                 pair = next_pair(s, voter.annotator_id, study_id)
             t1 = time.perf_counter()
             if pair is None:
@@ -235,6 +238,7 @@ def run_load(cfg: LoadConfig) -> LoadReport:
     engine = make_engine(cfg.url, **options)
     upgrade(engine)
     sessions = session_factory(engine)
+    readers = session_factory(engine, readonly=True)
     per_prompt = N_COMPARISONS * len(LABELS) * len(SEEDS)
     n_prompts = cfg.votes_per_voter // per_prompt + 2
     with sessions.begin() as s:
@@ -251,7 +255,9 @@ def run_load(cfg: LoadConfig) -> LoadReport:
     errors: list[str] = []
     barrier = threading.Barrier(cfg.voters + 1)
     threads = [
-        threading.Thread(target=_vote_loop, args=(sessions, v, study_id, cfg, errors, barrier))
+        threading.Thread(
+            target=_vote_loop, args=(sessions, readers, v, study_id, cfg, errors, barrier)
+        )
         for v in voters
     ]
     for thread in threads:
