@@ -17,6 +17,23 @@ from evaluation import stats
 from evaluation.ranking import bootstrap_leaderboard
 from evaluation.tally import tally_votes
 
+
+def interval_chart(frame, value: str, low: str, high: str, row: str, title: str) -> alt.Chart:
+    """A point per row with its interval as a bar, rows in the frame's order."""
+    y = alt.Y(row, sort=list(frame[row]), title=None)
+    bars = (
+        alt.Chart(frame)
+        .mark_rule()
+        .encode(x=alt.X(low, title=title, scale=alt.Scale(zero=False)), x2=high, y=y)
+    )
+    points = (
+        alt.Chart(frame)
+        .mark_point(filled=True, size=80)
+        .encode(x=value, y=y, tooltip=list(frame.columns))
+    )
+    return bars + points
+
+
 user = require_user()
 study = selected_study(user)
 if study is None:
@@ -61,21 +78,13 @@ for group in tally.groups:
 st.header("Pooled win shares")
 shares = stats.group_win_shares(tally)
 for row in shares[shares["disagree"]].itertuples():
+    sets_side, points_side = (
+        row.x if w == "x" else row.y for w in (row.sets_winner, row.points_winner)
+    )
     st.warning(
-        f"**{row.group}**: the sets winner ({row.sets_winner}) and the points winner ({row.points_winner}) disagree; the article's rule gives the group to the side that won fewer image pairs."
+        f"**{row.group}**: the sets winner ({sets_side}) and the points winner ({points_side}) disagree; the article's rule gives the group to the side that won fewer image pairs."
     )
-st.altair_chart(
-    alt.Chart(shares)
-    .mark_rule()
-    .encode(
-        x=alt.X("x_low", title="x side's win share", scale=alt.Scale(domain=[0, 1])),
-        x2="x_high",
-        y="group",
-    )
-    + alt.Chart(shares)
-    .mark_point(filled=True, size=80)
-    .encode(x="x_share", y="group", tooltip=["group", "x", "y", "x_share", "p_value"]),
-)
+st.altair_chart(interval_chart(shares, "x_share", "x_low", "x_high", "group", "x side's win share"))
 st.dataframe(shares, hide_index=True)
 
 st.header("Breakdowns")
@@ -97,18 +106,7 @@ st.dataframe(stats.annotator_agreement(votes), hide_index=True)
 st.header("Bradley-Terry leaderboard")
 board = bootstrap_leaderboard(votes, rounds=200, seed=0).table
 st.caption("Elo-scaled strength; bars are 95% bootstrap intervals that resample whole prompts.")
-st.altair_chart(
-    alt.Chart(board)
-    .mark_rule()
-    .encode(
-        x=alt.X("elo_low", title="Elo", scale=alt.Scale(zero=False)),
-        x2="elo_high",
-        y=alt.Y("variant", sort=list(board["variant"])),
-    )
-    + alt.Chart(board)
-    .mark_point(filled=True, size=80)
-    .encode(x="elo", y=alt.Y("variant", sort=list(board["variant"])), tooltip=list(board.columns)),
-)
+st.altair_chart(interval_chart(board, "elo", "elo_low", "elo_high", "variant", "Elo"))
 st.dataframe(board, hide_index=True)
 
 st.header("Drill-down")
