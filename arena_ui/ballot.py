@@ -21,6 +21,7 @@ from evaluation.scheduling import ScheduledPair, next_pair
 BALLOT_KEY = "arena_ballot"  # the ScheduledPair on screen
 SHOWN_KEY = "arena_shown_at"  # pair id -> when it was first displayed (UTC)
 NOTICE_KEY = "arena_vote_notice"
+FLIP_SIDE_KEY = "vote_flip_side"  # which image the flip view shows: "Left" or "Right"
 
 
 def now() -> datetime:
@@ -84,6 +85,7 @@ def cast_vote(study_id: int, pair_id: int, left_side: str, choice: str) -> None:
     ballot = st.session_state.get(BALLOT_KEY)
     if ballot is not None and ballot[1] is not None and ballot[1].pair_id == pair_id:
         del st.session_state[BALLOT_KEY]
+        st.session_state[FLIP_SIDE_KEY] = "Left"  # each new pair starts on its left image
 
 
 def undo(study_id: int) -> None:
@@ -104,5 +106,5 @@ def undo(study_id: int) -> None:
 
 def flip() -> None:
     """`on_click` callback of the flip view: show the other image in the same place."""
-    side = st.session_state.get("vote_flip_side", "Left")
-    st.session_state["vote_flip_side"] = "Right" if side == "Left" else "Left"
+    side = st.session_state.get(FLIP_SIDE_KEY, "Left")
+    st.session_state[FLIP_SIDE_KEY] = "Right" if side == "Left" else "Left"

@@ -51,7 +51,7 @@ def ballot_view() -> None:
 
     left, right = image_file(pair.left_image), image_file(pair.right_image)
     if flip:
-        showing = st.session_state.setdefault("vote_flip_side", "Left")
+        showing = st.session_state.setdefault(ballot.FLIP_SIDE_KEY, "Left")
         st.button(
             f"Flip (F): showing the {showing.lower()} image",
             key="vote_flip_button",

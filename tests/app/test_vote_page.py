@@ -120,13 +120,16 @@ def test_undo_supersedes_the_last_vote_and_shows_that_pair_again(tiny, db):
 
 
 def test_flip_view_shows_one_image_and_flips_in_place(tiny):
-    """The flip toggle shows one image at a time; the Flip button (key F) swaps it."""
+    """The flip toggle shows one image at a time; the Flip button (key F) swaps it; a new pair
+    starts on its left image."""
     at = open_vote_page(tiny.voter_token)
     at.toggle(key="vote_flip").set_value(True).run()
     assert [img.proto.imgs[0].caption for img in at.get("image")] == ["Left image"]
     assert at.button(key="vote_flip_button").proto.shortcut == "f"
     at.button(key="vote_flip_button").click().run()
     assert [img.proto.imgs[0].caption for img in at.get("image")] == ["Right image"]
+    at.button(key="vote_tie").click().run()  # the next pair starts on its left image
+    assert [img.proto.imgs[0].caption for img in at.get("image")] == ["Left image"]
 
 
 def test_finished_voter_gets_a_summary_and_own_results_only_if_allowed(tiny, db):
