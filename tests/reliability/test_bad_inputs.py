@@ -8,6 +8,7 @@ nothing was lost or changed: files untouched, no row written, earlier votes inta
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import threading
 from datetime import UTC, datetime
@@ -21,12 +22,13 @@ from sqlalchemy import func, select
 from db.auth import create_annotator
 from db.engine import make_engine, session_factory, upgrade
 from db.errors import (
+    AccessDeniedError,
     DatabaseUnavailableError,
     DuplicateVoteError,
     InvalidValueError,
     NotFoundError,
 )
-from db.models import Annotator, Checkpoint, Study, Variant, Vote
+from db.models import Annotator, Checkpoint, GenerationJob, Study, Variant, Vote
 from db.queries import get_study, live_vote, record_vote, study_pairs
 from db.synthetic import create_synthetic_study, create_voters
 from deprojector.errors import (
@@ -321,6 +323,22 @@ def test_upload_file_name_with_a_path_is_stored_under_a_generated_name(data_dir,
     assert not list(data_dir.parent.rglob("escape*"))
 
 
+def test_upload_with_a_config_that_is_not_json_is_refused(data_dir, vt_folder):
+    """An uploaded config.json that is not JSON: refused with the parser's reason; nothing
+    stored."""
+    from arena_ui.checkpoints import CheckpointRejected, save_upload
+
+    weights = (vt_folder / "model.safetensors").read_bytes()
+    with pytest.raises(CheckpointRejected) as info:
+        save_upload("model.safetensors", weights, b"{not json")
+
+    assert str(info.value) == (
+        "the config file is not valid UTF-8 JSON (Expecting property name enclosed in double "
+        "quotes: line 1 column 2 (char 1))"
+    )
+    assert tree(data_dir) == {}
+
+
 def test_registered_path_with_dotdot_is_refused(data_dir, vt_folder):
     """'../vt-final/epoch-1' (outside the data dir): refused naming where it resolves, the
     allowed roots and the fix."""
@@ -438,21 +456,22 @@ def test_checkpoint_label_collision_is_refused(sessions, vt_folder, data_dir):
     assert count(sessions, Checkpoint) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="arena_ui.checkpoints.register attaches the checkpoint to an existing variant of the "
-    "same kind without comparing hyperparameters (app code, engineer G)",
-)
 def test_variant_name_collision_with_other_hyperparameters_is_refused(
     sessions, vt_folder, data_dir
 ):
     """A checkpoint whose hyperparameters differ from the existing variant of that name is
-    refused (it would silently mix two designs under one name)."""
+    refused naming both sets (it would silently mix two designs under one name)."""
     from arena_ui.checkpoints import CheckpointRejected
 
     _register(sessions, vt_folder, "vt-final", "epoch-1")
-    with pytest.raises(CheckpointRejected, match="hyperparameters"):
+    with pytest.raises(CheckpointRejected) as info:
         _register(sessions, vt_folder, "vt-final", "epoch-2", hyper={"vicinity": 1})
+
+    assert str(info.value) == (
+        "variant 'vt-final' has hyperparameters {'embed_dim': '2D', 'mlp_dim': '2D', "
+        "'vicinity': 2} but this checkpoint has {'vicinity': 1}; register it under another "
+        "variant name"
+    )
     assert count(sessions, Checkpoint) == 1
 
 
@@ -686,6 +705,23 @@ def test_vote_on_a_pair_already_judged_is_refused_and_first_vote_kept(voting):
     assert count(sessions, Vote) == 1
 
 
+def test_vote_by_a_revoked_annotator_is_refused(voting):
+    """A voter whose link was revoked: AccessDeniedError naming them; no vote written."""
+    from db.auth import revoke
+
+    sessions, first, _, voter = voting
+    with sessions.begin() as s:
+        pair = study_pairs(s, first)[0].id
+        revoke(s, voter)
+
+    with pytest.raises(AccessDeniedError) as info:
+        with sessions.begin() as s:
+            record_vote(s, pair, voter, "a", "left", NOW, study_id=first)
+
+    assert str(info.value) == "annotator 'voter-0' is disabled and cannot vote"
+    assert count(sessions, Vote) == 0
+
+
 def test_second_click_during_a_slow_rerun_records_one_vote(voting):
     """Two record_vote calls for the same pair and annotator at the same moment (two reruns,
     two sessions): exactly one vote is recorded, the other call gets DuplicateVoteError."""
@@ -772,6 +808,51 @@ def test_sd_folder_of_another_text_width_is_refused(wide_sd_dir, vt_folder):
         f"{str(wide_sd_dir)!r} has text width 64; expected them equal: pair a deprojector "
         "trained on this pipeline's CLIP (SD 1.x uses CLIP-L, 768) with this model"
     )
+
+
+def test_generate_command_for_an_unknown_study_names_the_known_ones(tmp_path, capsys):
+    """`python -m evaluation generate --study nope`: exit 2 and a message listing the studies."""
+    from evaluation.pregenerate import main
+
+    url = f"sqlite:///{tmp_path / 'arena.sqlite3'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    with session_factory(engine).begin() as s:
+        create_synthetic_study(s, "demo", n_comparisons=1, n_prompts=1)
+    engine.dispose()
+
+    code = main(["--study", "nope", "--database-url", url])
+
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "error: --study 'nope': no such study; existing studies: ['demo']\n"
+    )
+
+
+def test_generation_with_a_missing_checkpoint_folder_renders_nothing(
+    tmp_path, tiny_clip_dir, tiny_sd_dir
+):
+    """A registered checkpoint folder deleted from disk: GenerationError listing it and the
+    fix before any image is rendered; every job stays pending."""
+    from evaluation.pregenerate import GenerationError, run_generation
+    from tests.reliability.tiny_arena import build_tiny_arena
+
+    arena = build_tiny_arena(tmp_path / "data", tiny_clip_dir, tiny_sd_dir, seeds=(0,))
+    gone = arena.data_dir / "checkpoints" / "vt-b" / "epoch-1"
+    shutil.rmtree(gone)
+    engine = make_engine(arena.url)
+
+    with pytest.raises(GenerationError) as info:
+        run_generation(engine, arena.study, data_dir=arena.data_dir, device="cpu")
+
+    assert str(info.value) == (
+        f"cannot pre-generate; nothing was rendered:\n  - checkpoint folder {gone} does not "
+        "exist\nRe-register or restore these checkpoints, then run again."
+    )
+    with session_factory(engine).begin() as s:
+        assert set(s.scalars(select(GenerationJob.status))) == {"pending"}
+    engine.dispose()
+    assert not (arena.data_dir / "images").exists()
 
 
 # -- the tally command --------------------------------------------------------------------------
