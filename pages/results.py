@@ -9,12 +9,11 @@ import streamlit as st
 from arena_ui.downloads import FORMATS, export_bytes, file_name
 from arena_ui.gallery import comparison_pairs, grid_choices, study_grid
 from arena_ui.identity import require_user
-from arena_ui.resources import image_file, transaction
+from arena_ui.resources import image_file
+from arena_ui.results_data import leaderboard, study_votes, vote_fingerprint
 from arena_ui.selection import selected_study
 from arena_ui.tables import group_summary, set_table, verdict
-from db.queries import live_votes_frame
 from evaluation import stats
-from evaluation.ranking import bootstrap_leaderboard
 from evaluation.tally import tally_votes
 
 
@@ -44,8 +43,8 @@ if not (user.is_admin or study.results_visible_to_voters):
     st.stop()
 
 st.title(f"Results: {study.name}")
-with transaction(readonly=True) as s:
-    votes = live_votes_frame(s, study.id)
+fingerprint = vote_fingerprint(study.id)
+votes = study_votes(study.id, fingerprint)
 if votes.empty:
     st.info("No votes yet: results appear after the first vote on the Vote page.")
     st.stop()
@@ -104,7 +103,7 @@ st.caption(
 st.dataframe(stats.annotator_agreement(votes), hide_index=True)
 
 st.header("Bradley-Terry leaderboard")
-board = bootstrap_leaderboard(votes, rounds=200, seed=0).table
+board = leaderboard(study.id, fingerprint)
 st.caption("Elo-scaled strength; bars are 95% bootstrap intervals that resample whole prompts.")
 st.altair_chart(interval_chart(board, "elo", "elo_low", "elo_high", "variant", "Elo"))
 st.dataframe(board, hide_index=True)

@@ -10,10 +10,12 @@ from db.engine import make_engine
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """The engine is an st.cache_resource; each test gets one for its own data dir."""
+    """The engine (cache_resource) and the results (cache_data) belong to one data dir."""
     st.cache_resource.clear()
+    st.cache_data.clear()
     yield
     st.cache_resource.clear()
+    st.cache_data.clear()
 
 
 @pytest.fixture

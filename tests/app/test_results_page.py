@@ -134,3 +134,20 @@ def test_grid_puts_the_reference_row_first(tiny, db):
     assert grid.prompts == ["tiny prompt 0", "tiny prompt 1, detail"]
     assert grid.images[("reference", "tiny prompt 0")] == "images/reference-0.png"
     assert len(grid.images) == 4 * 2
+
+
+def test_a_new_vote_or_an_undo_shows_at_the_next_rerun(tiny, db):
+    """The cached results follow the votes: one vote, then an undo, each change the count."""
+    from db.queries import undo_last_vote
+
+    pairs = study_pairs(db, tiny.study_id, include_qc=False)
+    record_vote(db, pairs[0].id, tiny.voter_id, "a", "left", utcnow())
+    db.commit()
+    at = open_results(tiny.admin_token)
+    assert at.caption[0].value.startswith("1 live votes")
+    record_vote(db, pairs[1].id, tiny.voter_id, "a", "right", utcnow())
+    db.commit()
+    assert at.run().caption[0].value.startswith("2 live votes")
+    undo_last_vote(db, tiny.voter_id, tiny.study_id)
+    db.commit()
+    assert at.run().caption[0].value.startswith("1 live votes")
