@@ -27,6 +27,7 @@ from db.models import (
     Variant,
 )
 from deprojector.prompts import prompt_kind, prompt_parts
+from deprojector.settings import SDSettings
 from evaluation.study import REFERENCE, ComparisonSpec, StudyError, derive_comparisons
 
 QC_KIND = "swapped_repeat"  # the only QC kind planned: the same pair again, sides swapped
@@ -83,15 +84,13 @@ class _Plan:
         return itertools.product(self.comparisons, spec.checkpoint_labels, self.prompts, spec.seeds)
 
 
-def sd_settings(settings: dict[str, Any]):
-    """`deprojector.generate.SDSettings` from a dict, with a StudyError naming a bad field."""
-    from deprojector.generate import SDSettings
-
+def sd_settings(settings: dict[str, Any]) -> SDSettings:
+    """`deprojector.settings.SDSettings` from a dict, with a StudyError naming a bad field."""
     try:
         return SDSettings(**settings)
     except TypeError as exc:
         raise StudyError(
-            f"settings: {exc}; expected the fields of deprojector.generate.SDSettings"
+            f"settings: {exc}; expected the fields of deprojector.settings.SDSettings"
         ) from exc
 
 
