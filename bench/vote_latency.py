@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import random
 import statistics
@@ -111,6 +112,12 @@ async def measure_cold_start(data_dir: Path, token: str) -> float:
             await browser.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def summary(latencies: list[float]) -> tuple[float, float]:
     ordered = sorted(latencies)
     p95 = ordered[min(len(ordered) - 1, int(round(0.95 * len(ordered))) - 1)]
@@ -148,12 +155,15 @@ def main(argv: list[str] | None = None) -> int:
             wait_healthy(port, process)
             base = f"http://127.0.0.1:{port}"
             for n, group in ((1, tokens[:1]), (4, tokens[1:5])):
+                cpu_before, wall_before = cpu_seconds(process.pid), time.perf_counter()
                 latencies = asyncio.run(measure_votes(base, group, args.votes))
+                server_cpu = (cpu_seconds(process.pid) - cpu_before) / len(latencies) * 1000
+                rate = len(latencies) / (time.perf_counter() - wall_before)
                 median, p95 = summary(latencies)
-                rows.append((n, len(latencies), median, p95))
+                rows.append((n, len(latencies), median, p95, server_cpu, rate))
                 print(
                     f"{n} voter(s): {len(latencies)} votes, median {median:.0f} ms, "
-                    f"p95 {p95:.0f} ms",
+                    f"p95 {p95:.0f} ms, server CPU {server_cpu:.0f} ms/vote, {rate:.1f} votes/s",
                     flush=True,
                 )
         finally:
@@ -167,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{platform.python_version()}; the app server, Chromium (one tab per voter) and "
                 "the benchmark share the machine's 2 cores. Latency: keypress until both images "
                 "of the next pair are loaded; 512x512 PNGs.\n\n"
-                "| measure | votes | median | p95 | target |\n|---|---|---|---|---|\n"
+                "| measure | votes | median | p95 | server CPU per vote | votes/s | target |\n"
+                "|---|---|---|---|---|---|---|\n"
             )
             for n, count, median, p95 in rows:
                 target = "p95 < 300 ms" if n == 4 else ""
