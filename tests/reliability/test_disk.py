@@ -183,3 +183,48 @@ def test_data_dir_turning_readonly_mid_run_stops_cleanly(
     assert sorted(status for status, *_ in jobs.values()).count("done") == 1
     assert {status for status, *_ in jobs.values()} == {"done", "pending"}
     assert audit_images(arena, complete=False) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="db.engine turns 'locked' and 'read-only' SQLite errors into DatabaseUnavailableError "
+    "but lets 'database or disk is full' through as a raw OperationalError (fixed after 16:55 "
+    "by engineer H)",
+)
+def test_full_disk_while_voting_gives_a_clear_error_and_keeps_the_votes(disk):
+    """The database's disk fills up: a vote raises DatabaseUnavailableError naming the file,
+    the cause and the fix; earlier votes are intact and, once space is freed, voting goes on."""
+    from datetime import UTC, datetime
+
+    from db.engine import upgrade
+    from db.errors import DatabaseUnavailableError
+    from db.models import Vote
+    from db.queries import record_vote, study_pairs
+    from db.synthetic import create_synthetic_study, create_voters
+
+    path = disk / "arena.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    sessions = session_factory(engine)
+    now = datetime.now(UTC)
+    with sessions.begin() as s:
+        study = create_synthetic_study(s, "full", n_comparisons=3, n_prompts=30).id
+        ((voter, _),) = create_voters(s, 1)
+        first, second, *_ = [p.id for p in study_pairs(s, study)]
+        record_vote(s, first, voter, "a", "left", now)
+    filler = _fill(disk, leave=0)
+
+    with pytest.raises(DatabaseUnavailableError) as info:
+        with sessions.begin() as s:
+            record_vote(s, second, voter, "a", "right", now)
+
+    assert str(info.value) == (
+        f"cannot write the SQLite database {path}: database or disk is full. Free space on "
+        "that disk and retry; the votes recorded so far are kept"
+    )
+    filler.unlink()
+    with sessions.begin() as s:
+        record_vote(s, second, voter, "a", "right", now)
+        votes = s.execute(select(Vote.pair_id, Vote.choice).order_by(Vote.id)).all()
+    engine.dispose()
+    assert votes == [(first, "left"), (second, "right")]
