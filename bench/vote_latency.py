@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e"), str(ROOT / "tests" / "app")]
 
 from server import (  # noqa: E402
+    APP_IDLE_JS,
     CHROMIUM,
     CHROMIUM_ARGS,
     IMAGES_READY_JS,
@@ -49,7 +50,6 @@ BENCH_ARGS = [
 ]
 KEYS = ("ArrowLeft", "ArrowRight", "ArrowDown")
 SRCS_JS = "() => [...document.querySelectorAll('[data-testid=\"stImage\"] img')].map(i => i.src)"
-IDLE_JS = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
 
 
 async def open_vote_page(browser, url: str, timeout_ms: float = 60_000):
@@ -66,7 +66,7 @@ async def voter(browser, url: str, votes: int, seed: int) -> list[float]:
     page = await open_vote_page(browser, url)
     latencies = []
     for _ in range(votes):
-        await page.wait_for_function(IDLE_JS, polling=5)  # the previous rerun has finished
+        await page.wait_for_function(APP_IDLE_JS, polling=5)  # the previous rerun has finished
         shown = await page.evaluate(SRCS_JS)
         start = time.perf_counter()
         await page.keyboard.press(rng.choice(KEYS))

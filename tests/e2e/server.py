@@ -95,3 +95,10 @@ IMAGES_READY_JS = """([n, previous]) => {
   return imgs.length === n && imgs.every(i => i.complete && i.naturalWidth > 0)
     && JSON.stringify(srcs) !== JSON.stringify(previous);
 }"""
+
+# In the page: true once no script run is in progress (a vote's rerun has finished, so the
+# buttons on screen belong to the pair on screen).
+APP_IDLE_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  return app !== null && app.getAttribute('data-test-script-state') === 'notRunning';
+}"""

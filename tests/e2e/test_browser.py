@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from server import IMAGES_READY_JS
+from server import APP_IDLE_JS, IMAGES_READY_JS
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ def wait_for_pair(page, judged: int, total: int, previous: list[str] | None = No
     `previous`; returns their URLs."""
     page.get_by_text(f"{judged} judged · {total - judged} left").wait_for()
     page.wait_for_function(IMAGES_READY_JS, arg=[2, previous or []])
+    page.wait_for_function(APP_IDLE_JS)  # the buttons now belong to this pair
     return page.eval_on_selector_all('[data-testid="stImage"] img', "els => els.map(e => e.src)")
 
 
