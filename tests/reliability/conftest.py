@@ -9,13 +9,9 @@ import pytest
 from db.engine import make_engine, normalize_url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_db_url(request, tmp_path):
-    """URL of an empty database: a new SQLite file, or a new PostgreSQL database on the
-    TEST_DATABASE_URL server (dropped afterwards; skipped without it)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'arena.sqlite3'}"
-        return
+def _throwaway_postgres():
+    """Yield the URL of a new PostgreSQL database on the TEST_DATABASE_URL server, then drop
+    it (skips the test without TEST_DATABASE_URL)."""
     server = os.environ.get("TEST_DATABASE_URL")
     if not server:
         pytest.skip("TEST_DATABASE_URL not set (start one with tests/db/start_postgres.sh)")
@@ -27,3 +23,18 @@ def empty_db_url(request, tmp_path):
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_db_url(request, tmp_path):
+    """URL of an empty database: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'arena.sqlite3'}"
+        return
+    yield from _throwaway_postgres()
+
+
+@pytest.fixture
+def postgres_url():
+    """URL of a new empty PostgreSQL database (skipped without TEST_DATABASE_URL)."""
+    yield from _throwaway_postgres()

@@ -38,15 +38,17 @@ def build_tiny_arena(
     steps: int = 2,
     name: str = "faults",
     database: Path | None = None,
+    url: str | None = None,
 ) -> TinyArena:
     """Write checkpoints and a study (VT vs VT, VT vs reference) ready to pre-generate; the
-    SQLite database is `database` (default: `arena.sqlite3` in the data dir)."""
+    database is `url` (an empty one), else the SQLite file `database` (default:
+    `arena.sqlite3` in the data dir)."""
     from deprojector.checkpoint import inspect_checkpoint, save_checkpoint
     from deprojector.model import VTDeprojector, vt_config
     from deprojector.text import ClipText
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    url = f"sqlite:///{database or data_dir / 'arena.sqlite3'}"
+    url = url or f"sqlite:///{database or data_dir / 'arena.sqlite3'}"
     engine = make_engine(url)
     upgrade(engine)
     clip = ClipText.from_folder(clip_dir)
