@@ -1,5 +1,6 @@
 """Real-browser tests (Chromium via Playwright): vote by mouse and keyboard, undo, results."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,12 @@ def test_results_page_shows_the_tally_and_voters_are_refused_admin_pages(served,
         "() => [...document.querySelectorAll('[data-testid=\"stImage\"] img')].every(i => i.complete)"
     )
     page.wait_for_timeout(1000)  # charts finish drawing
-    assert page.get_by_text("Sets won (組数)").count() >= 0  # inside the canvas-drawn dataframe
+    # The tables are canvas-drawn; the page's text carries the tally and the article's terms.
+    live = len([v for v in votes(tiny) if v.superseded_at is None])
+    assert page.get_by_text(f"{live} live votes by 1 annotators").count() == 1
+    verdicts = page.get_by_text(re.compile(r"(wins, decided by|Draw: sets and points)")).all()
+    assert len(verdicts) == 2  # one per hyperparameter group (h1, h2)
+    assert page.get_by_text("sets won (組数)", exact=False).count() >= 1
     page.screenshot(path=str(SCREENSHOTS / "results.png"), full_page=False)
     page.get_by_role("heading", name="Bradley-Terry leaderboard").scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "results-leaderboard.png"))
