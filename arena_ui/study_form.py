@@ -5,6 +5,8 @@ Parsing errors are `StudyError`s naming the field, like the planner's own checks
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 from sqlalchemy import select
 
@@ -31,8 +33,13 @@ def variant_choices() -> tuple[list[str], list[str]]:
         names = s.scalars(
             select(Variant.name).where(Variant.name != REFERENCE).order_by(Variant.name)
         ).all()
-        labels = s.scalars(select(Checkpoint.label).distinct().order_by(Checkpoint.label)).all()
-    return list(names), list(labels)
+        labels = s.scalars(select(Checkpoint.label).distinct()).all()
+    return list(names), sorted(labels, key=natural_key)
+
+
+def natural_key(text: str) -> list:
+    """Sort key that puts 'epoch-2' before 'epoch-10'."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def prompt_lines(text: str) -> list[str]:
