@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 	$(PIP) install -q -r requirements-dev.txt
 	touch $@
 
-.PHONY: install install-dev run test lint
+.PHONY: install install-dev run test lint screenshots
 install: .venv/.installed
 install-dev: .venv/.installed-dev
 
@@ -30,3 +30,7 @@ test: install-dev
 
 lint: install-dev
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+# Refresh docs/screenshots/ (the README's pictures) from the browser tests.
+screenshots: install-dev
+	ARENA_SCREENSHOTS=1 $(PY) -m pytest -q tests/e2e/test_browser.py
