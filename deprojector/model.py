@@ -8,6 +8,7 @@ author's way (recomputing the whole prefix each step); both give the same output
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +79,9 @@ def _multiple_of_d(width: int, d: int) -> str:
     return f"{int(ratio)}D" if ratio == int(ratio) else f"{ratio:g}D"
 
 
-# Preset name -> (E / D, v, M / D): the final VT and each of its one-change neighbours.
+# Preset name -> (E / D, v, M / D): the final VT and each of its one-change neighbours. Any other
+# corner of the grid is named by joining the changes, e.g. "vt-embed-1d-vicinity-1" (see
+# `preset_shape`), so a 2x2x2 study can be trained by name.
 PRESETS: dict[str, tuple[int, int, int]] = {
     "vt-final": (2, 2, 2),
     "vt-embed-1d": (1, 2, 2),
@@ -90,16 +93,47 @@ PRESETS: dict[str, tuple[int, int, int]] = {
 }
 
 
+def preset_shape(preset: str) -> tuple[int, int, int]:
+    """(E / D, v, M / D) of a preset name: one of `PRESETS`, or "vt-" followed by the changes
+    from the final VT in the order embed, vicinity, mlp, e.g. "vt-embed-1d-mlp-4d"."""
+    if preset in PRESETS:
+        return PRESETS[preset]
+    match = _COMPOSED_PRESET.fullmatch(preset)
+    if match is None or not any(match.groups()):
+        raise ValueError(
+            f"unknown preset {preset!r}; expected one of {sorted(PRESETS)} or a combination "
+            "of their changes such as 'vt-embed-1d-vicinity-1' or 'vt-vicinity-3-mlp-4d'"
+        )
+    embed, vicinity, mlp = (int(g) if g else None for g in match.groups())
+    final_e, final_v, final_m = PRESETS["vt-final"]
+    return (embed or final_e, vicinity or final_v, mlp or final_m)
+
+
+def preset_name(embed_mult: int, vicinity: int, mlp_mult: int) -> str:
+    """The preset name of (E / D, v, M / D); the inverse of `preset_shape`."""
+    final_e, final_v, final_m = PRESETS["vt-final"]
+    changes = [
+        f"embed-{embed_mult}d" if embed_mult != final_e else "",
+        f"vicinity-{vicinity}" if vicinity != final_v else "",
+        f"mlp-{mlp_mult}d" if mlp_mult != final_m else "",
+    ]
+    return "vt-" + ("-".join(c for c in changes if c) or "final")
+
+
+_COMPOSED_PRESET = re.compile(
+    r"vt(?:-embed-([1-9]\d*)d)?(?:-vicinity-([1-9]\d*))?(?:-mlp-([1-9]\d*)d)?"
+)
+
+
 def default_num_heads(hidden_size: int) -> int:
     """CLIP's head width is 64 (12 heads at D = 768); a D that is not a multiple gets 1 head."""
     return hidden_size // 64 if hidden_size % 64 == 0 else 1
 
 
 def vt_config(preset: str, hidden_size: int = 768, num_heads: int | None = None) -> VTConfig:
-    """The config of a named preset at width D (see `PRESETS`)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
-    embed_mult, vicinity, mlp_mult = PRESETS[preset]
+    """The config of a preset at width D (a name in `PRESETS` or a combination, see
+    `preset_shape`)."""
+    embed_mult, vicinity, mlp_mult = preset_shape(preset)
     return VTConfig(
         hidden_size=hidden_size,
         num_heads=num_heads if num_heads is not None else default_num_heads(hidden_size),
@@ -541,6 +575,8 @@ __all__ = [
     "VTDeprojector",
     "VTMember",
     "parameter_counts",
+    "preset_name",
+    "preset_shape",
     "preset_info",
     "quick_gelu",
     "vt_config",

@@ -45,7 +45,7 @@ from torch import nn
 from deprojector.checkpoint import load_deprojector, save_checkpoint
 from deprojector.data import load_part, read_manifest
 from deprojector.errors import ConfigMismatchError, DeprojectorError
-from deprojector.model import PRESETS, VTDeprojector, vt_config, weighted_mse
+from deprojector.model import PRESETS, VTDeprojector, preset_shape, vt_config, weighted_mse
 from deprojector.text import ClipText
 
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -65,7 +65,7 @@ class TrainConfig:
     data: Path  # folder written by `python -m deprojector.data`
     clip: Path  # the CLIP folder the data was built with (tokenizer/ + text_encoder/)
     out: Path  # run folder: epoch-N/ checkpoints and metrics.jsonl
-    preset: str = "vt-final"  # a name in deprojector.model.PRESETS
+    preset: str = "vt-final"  # deprojector.model.PRESETS name or combination (preset_shape)
     hidden_size: int | None = None  # D; None = the CLIP model's (they must agree)
     epochs: int = 10  # total; a resumed run continues up to this many
     batch_size: int = 100  # global batch, split across processes; also the eval chunk size
@@ -219,8 +219,10 @@ def check_config(cfg: TrainConfig) -> None:
             raise ValueError(f"{option} {value}: expected a positive integer")
     if not cfg.lr > 0:
         raise ValueError(f"--lr {cfg.lr}: expected a positive learning rate such as 1e-3")
-    if cfg.preset not in PRESETS:
-        raise ValueError(f"--preset {cfg.preset!r}: expected one of {sorted(PRESETS)}")
+    try:
+        preset_shape(cfg.preset)
+    except ValueError as exc:
+        raise ValueError(f"--preset {cfg.preset!r}: {exc}") from None
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"--device {cfg.device!r}: expected 'auto', 'cpu' or 'cuda'")
     if not Path(cfg.clip).is_dir():
@@ -410,7 +412,12 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         "--clip", type=Path, required=True, help="CLIP folder the data was built with"
     )
     parser.add_argument("--out", type=Path, required=True, help="run folder (epoch-N/ checkpoints)")
-    parser.add_argument("--preset", default=defaults.preset, choices=sorted(PRESETS))
+    parser.add_argument(
+        "--preset",
+        default=defaults.preset,
+        help=f"one of {', '.join(sorted(PRESETS))}, or their changes combined, "
+        "e.g. vt-embed-1d-vicinity-1",
+    )
     parser.add_argument(
         "--hidden-size", type=int, default=None, help="D; default the CLIP model's (must match)"
     )

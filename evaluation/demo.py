@@ -79,22 +79,10 @@ class DemoResult:
 
 
 def _preset(e: int, v: int, m: int) -> str:
-    """The deprojector.model preset name for (E/D, v, M/D), registered if not predefined.
+    """The deprojector.model preset name for (E/D, v, M/D), e.g. "vt-embed-1d-vicinity-1"."""
+    from deprojector.model import preset_name
 
-    `deprojector.model.PRESETS` lists the final VT and its one-change neighbours; the demo's
-    two-change corners are added under the same naming scheme so `deprojector.train` can
-    train them (each checkpoint's config.json records its full VTConfig either way).
-    """
-    from deprojector.model import PRESETS
-
-    for name, value in PRESETS.items():
-        if value == (e, v, m):
-            return name
-    parts = [f"embed-{e}d" if e != 2 else "", f"vicinity-{v}" if v != 2 else ""]
-    parts.append(f"mlp-{m}d" if m != 2 else "")
-    name = "vt-" + "-".join(p for p in parts if p)
-    PRESETS[name] = (e, v, m)
-    return name
+    return preset_name(e, v, m)
 
 
 def _atomic_build(folder: Path, build: Callable[[Path], object], marker: str) -> None:

@@ -13,6 +13,8 @@ from deprojector.model import (
     VTDeprojector,
     parameter_counts,
     preset_info,
+    preset_name,
+    preset_shape,
     vt_config,
     weighted_mse,
 )
@@ -74,6 +76,29 @@ def test_presets_are_the_final_vt_and_its_one_change_neighbours(preset, d2_units
     assert vt_config(preset, 768).hyperparameters() == hyperparameters
     assert info["params_frozen"] == 2_362_368  # frozen attention does not change
     assert set(PRESETS) >= {preset}
+
+
+@pytest.mark.parametrize(
+    ("preset", "hyperparameters"),
+    [
+        ("vt-embed-1d-vicinity-1", {"embed_dim": "1D", "vicinity": 1, "mlp_dim": "2D"}),
+        ("vt-embed-1d-mlp-1d", {"embed_dim": "1D", "vicinity": 2, "mlp_dim": "1D"}),
+        ("vt-vicinity-3-mlp-4d", {"embed_dim": "2D", "vicinity": 3, "mlp_dim": "4D"}),
+        ("vt-embed-4d-vicinity-1-mlp-1d", {"embed_dim": "4D", "vicinity": 1, "mlp_dim": "1D"}),
+    ],
+)
+def test_corners_of_a_factorial_design_are_named_by_their_changes(preset, hyperparameters):
+    """Two- and three-change corners (the article's 2x2x2 design) resolve by name and back."""
+    config = vt_config(preset, 768)
+    assert config.hyperparameters() == hyperparameters
+    assert preset_name(*preset_shape(preset)) == preset
+
+
+@pytest.mark.parametrize("preset", ["vt", "vt-", "vt-mlp-1d-embed-1d", "vt-embed-0d", "final"])
+def test_unknown_preset_names_are_refused_with_the_valid_names(preset):
+    """A misspelt preset fails naming the value and the accepted forms."""
+    with pytest.raises(ValueError, match=r"unknown preset .*vt-embed-1d-vicinity-1"):
+        vt_config(preset)
 
 
 def test_config_json_is_absolute_and_round_trips():
