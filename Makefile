@@ -21,7 +21,7 @@ install: .venv/.installed
 install-dev: .venv/.installed-dev
 
 run: install
-	$(PY) -m db upgrade
+	$(PY) -m db bootstrap
 	.venv/bin/streamlit run app.py --server.headless true
 
 test: install-dev

@@ -16,10 +16,8 @@ import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from db.auth import ensure_bootstrap_admin
+from db.auth import BOOTSTRAP_NOTICE, ensure_bootstrap_admin
 from db.engine import data_dir, make_engine, session_factory, upgrade
-
-BOOTSTRAP_NOTICE = "ARENA ADMIN LOGIN (shown once, keep it private):"
 
 
 @st.cache_resource(show_spinner=False)

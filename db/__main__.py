@@ -1,6 +1,7 @@
 """Database command line (`DATABASE_URL`, else `$ARENA_DATA_DIR/arena.sqlite3`).
 
 python -m db upgrade                                   # create / upgrade the schema
+python -m db bootstrap [--base-url URL]                # upgrade; fresh install: print admin link
 python -m db create-admin NAME [--base-url http://localhost:8501]   # prints a login link
 python -m db backup PATH [--force]                     # consistent copy of a live SQLite DB
 python -m db export-votes [--study NAME] [--out votes.csv|votes.parquet]
@@ -13,7 +14,7 @@ import sys
 
 from sqlalchemy.orm import Session
 
-from db.auth import create_annotator
+from db.auth import BOOTSTRAP_NOTICE, create_annotator, ensure_bootstrap_admin
 from db.backup import backup_sqlite, write_votes
 from db.engine import database_url, make_engine, normalize_url, upgrade
 from db.errors import DbError
@@ -28,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m db", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("upgrade", help="apply the Alembic migrations")
+    bootstrap = commands.add_parser(
+        "bootstrap", help="upgrade; on a fresh install create an admin and print its login link"
+    )
+    bootstrap.add_argument("--base-url", default="http://localhost:8501")
     admin = commands.add_parser("create-admin", help="create an admin; prints a login link")
     admin.add_argument("name")
     admin.add_argument("--base-url", default="http://localhost:8501")
@@ -62,6 +67,13 @@ def _run(args: argparse.Namespace, url: str) -> int:
     engine = make_engine(url)
     try:
         with Session(engine) as s, s.begin():
+            if args.command == "bootstrap":
+                token = ensure_bootstrap_admin(s)
+                if token is not None:
+                    print(f"\n  {BOOTSTRAP_NOTICE}\n  {login_link(args.base_url, token)}\n")
+                else:
+                    print("an admin exists; `python -m db create-admin NAME` prints a new link")
+                return 0
             if args.command == "create-admin":
                 annotator, token = create_annotator(s, args.name, role="admin")
                 print(f"admin {annotator.name!r} created. Its login link is shown only this once")

@@ -113,6 +113,10 @@ def rotate_token(s: Session, annotator_id: int) -> str:
     return token
 
 
+# Printed with the one-time login link of a fresh install (server console, `python -m db bootstrap`).
+BOOTSTRAP_NOTICE = "ARENA ADMIN LOGIN (shown once, keep it private):"
+
+
 def ensure_bootstrap_admin(s: Session) -> str | None:
     """Make sure someone can administer a fresh install.
 

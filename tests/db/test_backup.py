@@ -133,3 +133,19 @@ def test_cli_create_admin_prints_a_working_login_link(tmp_path, cli):
     engine.dispose()
     code, _, err = cli(tmp_path, "create-admin", "root")
     assert code == 2 and "already exists" in err
+
+
+def test_cli_bootstrap_prints_an_admin_link_once_on_a_fresh_install(tmp_path, cli, monkeypatch):
+    """`python -m db bootstrap` (run by `make run`) prints a working admin link only when no
+    admin exists yet, so the first start ends at a login link and a restart prints none."""
+    monkeypatch.delenv("ARENA_ADMIN_TOKEN", raising=False)
+    code, out, err = cli(tmp_path, "bootstrap")
+    assert code == 0, err
+    assert "ARENA ADMIN LOGIN" in out
+    link = next(line.strip() for line in out.splitlines() if "?token=" in line)
+    engine = make_engine(f"sqlite:///{tmp_path / 'arena.sqlite3'}")
+    with Session(engine) as s:
+        assert authenticate(s, link.split("token=", 1)[1]).role == "admin"
+    engine.dispose()
+    code, out, _ = cli(tmp_path, "bootstrap")
+    assert code == 0 and "?token=" not in out and "create-admin" in out
