@@ -133,3 +133,11 @@ def test_fastchat_json_and_json_lines(votes, tmp_path, lines):
         "judge": "ann-2",
         "tstamp": pytest.approx(pd.Timestamp("2026-11-01T10:00:05Z").timestamp()),
     }
+
+
+def test_database_export_and_tally_agree_on_the_interchange_columns():
+    """db/ writes and evaluation/ reads the same vote interchange columns, in the same order
+    (each package keeps its own copy so the statistics stay free of database imports)."""
+    from db.queries import VOTE_COLUMNS as DB_COLUMNS
+
+    assert DB_COLUMNS == VOTE_COLUMNS
