@@ -3,6 +3,11 @@
     .venv/bin/python bench/vote_latency.py                    # 100 votes, 1 and 4 voters
     .venv/bin/python bench/vote_latency.py --votes 20          # a quick run
     .venv/bin/python bench/vote_latency.py --append bench/RESULTS.md
+    .venv/bin/python bench/vote_latency.py --think-ms 1000     # voters pause ~1 s per judgement
+
+By default voters press the next key as soon as the previous pair is shown (a stress test: all
+four tabs and the server compete for the 2 cores without pause); `--think-ms` adds a pause drawn
+uniformly from 0.5x..1.5x that value after each vote, as people looking at images take.
 
 Serves `streamlit run app.py` on a free loopback port from a temp data dir holding a study of
 512x512 PNGs, drives Debian's Chromium (Playwright, async, one tab per voter, each its own
@@ -60,7 +65,7 @@ async def open_vote_page(browser, url: str, timeout_ms: float = 60_000):
     return page
 
 
-async def voter(browser, url: str, votes: int, seed: int) -> list[float]:
+async def voter(browser, url: str, votes: int, seed: int, think_s: float = 0.0) -> list[float]:
     """Vote `votes` times by keyboard; the latency of each vote in seconds."""
     rng = random.Random(seed)
     page = await open_vote_page(browser, url)
@@ -72,17 +77,24 @@ async def voter(browser, url: str, votes: int, seed: int) -> list[float]:
         await page.keyboard.press(rng.choice(KEYS))
         await page.wait_for_function(IMAGES_READY_JS, arg=[2, shown], polling=5, timeout=30_000)
         latencies.append(time.perf_counter() - start)
+        if think_s:
+            await asyncio.sleep(rng.uniform(0.5, 1.5) * think_s)
     await page.context.close()
     return latencies
 
 
-async def measure_votes(base: str, tokens: list[str], votes: int) -> list[float]:
+async def measure_votes(
+    base: str, tokens: list[str], votes: int, think_s: float = 0.0
+) -> list[float]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=BENCH_ARGS)
         runs = await asyncio.gather(
-            *(voter(browser, f"{base}/vote?token={t}", votes, k) for k, t in enumerate(tokens))
+            *(
+                voter(browser, f"{base}/vote?token={t}", votes, k, think_s)
+                for k, t in enumerate(tokens)
+            )
         )
         await browser.close()
     return [x for run in runs for x in run]
@@ -128,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--votes", type=int, default=100, help="votes per voter")
     parser.add_argument("--append", type=Path, help="append a markdown section to this file")
+    parser.add_argument(
+        "--think-ms", type=float, default=0.0, help="mean pause after each vote (default 0)"
+    )
     args = parser.parse_args(argv)
 
     rows = []
@@ -156,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
             base = f"http://127.0.0.1:{port}"
             for n, group in ((1, tokens[:1]), (4, tokens[1:5])):
                 cpu_before, wall_before = cpu_seconds(process.pid), time.perf_counter()
-                latencies = asyncio.run(measure_votes(base, group, args.votes))
+                latencies = asyncio.run(
+                    measure_votes(base, group, args.votes, args.think_ms / 1000)
+                )
                 server_cpu = (cpu_seconds(process.pid) - cpu_before) / len(latencies) * 1000
                 rate = len(latencies) / (time.perf_counter() - wall_before)
                 median, p95 = summary(latencies)
@@ -172,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.append:
         with open(args.append, "a") as out:
             out.write(
-                f"\n## vote_latency\n\n`.venv/bin/python bench/vote_latency.py --votes {args.votes}`"
+                f"\n## vote_latency\n\n`.venv/bin/python bench/vote_latency.py --votes {args.votes}"
+                f" --think-ms {args.think_ms:g}`"
                 f" on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, Python "
                 f"{platform.python_version()}; the app server, Chromium (one tab per voter) and "
                 "the benchmark share the machine's 2 cores. Latency: keypress until both images "
