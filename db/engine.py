@@ -23,6 +23,8 @@ from db.errors import DatabaseUnavailableError
 DEFAULT_DATA_DIR = "./data"
 DATABASE_FILE = "arena.sqlite3"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+POSTGRES_POOL_SIZE = 20  # connections kept open per engine (one per concurrent voter)
+POSTGRES_MAX_OVERFLOW = 20  # extra connections under bursts (PostgreSQL's default limit is 100)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
@@ -70,6 +72,12 @@ def make_engine(
     if is_sqlite and parsed.get_driver_name() == "pysqlite":
         gate = _WriteGate(sqlite_busy_timeout_ms / 1000)
         kwargs["connect_args"] = {"factory": _GatedConnection, **kwargs.get("connect_args", {})}
+    if parsed.get_backend_name() == "postgresql":
+        # Streamlit runs every session in its own thread on this one engine: with
+        # SQLAlchemy's default pool (5 + 10) 20 busy voters starve for a connection past the
+        # 30 s pool timeout (bench/load_test.py); keep one per expected concurrent voter.
+        kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
+        kwargs.setdefault("max_overflow", POSTGRES_MAX_OVERFLOW)
     engine = create_engine(parsed, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, gate, sqlite_busy_timeout_ms)
@@ -161,6 +169,11 @@ def _configure_sqlite(engine: Engine, gate: _WriteGate | None, busy_timeout_ms: 
                 f"the SQLite database {where} stayed locked for {busy_timeout_ms / 1000:g} s "
                 "(another program, e.g. a second worker or an SQLite browser, or a long "
                 "transaction of this one holds the write lock): close it and retry"
+            ) from context.original_exception
+        if "database or disk is full" in message:
+            raise DatabaseUnavailableError(
+                f"cannot write the SQLite database {where}: database or disk is full. Free "
+                "space on that disk and retry; the votes recorded so far are kept"
             ) from context.original_exception
         if "readonly database" in message or "unable to open database file" in message:
             raise DatabaseUnavailableError(

@@ -185,12 +185,6 @@ def test_data_dir_turning_readonly_mid_run_stops_cleanly(
     assert audit_images(arena, complete=False) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="db.engine turns 'locked' and 'read-only' SQLite errors into DatabaseUnavailableError "
-    "but lets 'database or disk is full' through as a raw OperationalError (fixed after 16:55 "
-    "by engineer H)",
-)
 def test_full_disk_while_voting_gives_a_clear_error_and_keeps_the_votes(disk):
     """The database's disk fills up: a vote raises DatabaseUnavailableError naming the file,
     the cause and the fix; earlier votes are intact and, once space is freed, voting goes on."""
