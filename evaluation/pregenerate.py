@@ -13,6 +13,7 @@ file in the data directory).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import hashlib
 import io
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, func, select, union, update
+from sqlalchemy import Engine, func, or_, select, union, update
 from sqlalchemy.orm import Session
 
 from db.models import Checkpoint, Comparison, GenerationJob, Image, ImagePair, Prompt, Study
@@ -47,6 +48,19 @@ class GenerationError(RuntimeError):
 
 class WorkerBusyError(GenerationError):
     """Another generation worker holds the SQLite lock."""
+
+
+class DataDirUnwritableError(GenerationError):
+    """The data directory cannot be written (full disk, read-only, no permission)."""
+
+
+def _unwritable(data_dir: Path, error: OSError, rendered: int) -> DataDirUnwritableError:
+    return DataDirUnwritableError(
+        f"cannot write under the data directory {data_dir} ({error.filename}: "
+        f"{error.strerror}); generation stopped after {rendered} new image(s) and kept no "
+        "half-written file. Free space on that disk or make it writable, then run generation "
+        "again."
+    )
 
 
 @dataclass(frozen=True)
@@ -72,12 +86,22 @@ def write_image(data_dir: Path, png: bytes) -> tuple[str, str]:
     folder = data_dir / IMAGES_DIR / sha[:2]
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{sha}.png"
-    temp = folder / f"{TEMP_PREFIX}{sha[:16]}-{os.getpid()}-{secrets.token_hex(4)}.png"
-    with open(temp, "wb") as handle:
-        handle.write(png)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, final)
+    # the writer's host and pid in the name let a restart on this host remove it at once
+    owner = f"{socket.gethostname()}-{os.getpid()}"
+    temp = folder / f"{TEMP_PREFIX}{sha[:16]}-{owner}-{secrets.token_hex(4)}.png"
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(png)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, final)
+    except OSError as error:
+        # a full disk fails mid-write: never leave the partial temp file behind
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
+        if error.filename is None:
+            error.filename = str(temp)
+        raise
     directory = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(directory)
@@ -93,11 +117,23 @@ def png_bytes(image) -> bytes:
     return buffer.getvalue()
 
 
+def _dead_temp(name: str) -> bool:
+    """True for a temporary file written by a process of this host that no longer exists."""
+    if not name.startswith(TEMP_PREFIX):
+        return False
+    parts = name.removeprefix(TEMP_PREFIX).removesuffix(".png").split("-")
+    if len(parts) < 4:
+        return False
+    host, pid = "-".join(parts[1:-2]), parts[-2]
+    return host == socket.gethostname() and pid.isdigit() and not _process_exists(int(pid))
+
+
 def clean_files(session: Session, data_dir: Path, older_than: timedelta | None = None) -> int:
     """Remove leftover temporary files and image files no row points at; returns how many.
 
-    `older_than` spares files younger than that (other live workers may be writing them);
-    None removes all (safe only while holding the SQLite worker lock).
+    `older_than` spares files younger than that (other live workers may be writing them),
+    except temporary files of dead processes of this host; None removes all (safe only while
+    holding the SQLite worker lock).
     """
     root = data_dir / IMAGES_DIR
     if not root.is_dir():
@@ -111,7 +147,7 @@ def clean_files(session: Session, data_dir: Path, older_than: timedelta | None =
             continue
         if not path.name.startswith(TEMP_PREFIX) and path.suffix != ".png":
             continue  # not ours
-        if cutoff is not None and path.stat().st_mtime > cutoff:
+        if cutoff is not None and path.stat().st_mtime > cutoff and not _dead_temp(path.name):
             continue
         path.unlink(missing_ok=True)
         removed += 1
@@ -122,7 +158,10 @@ def clean_files(session: Session, data_dir: Path, older_than: timedelta | None =
 def worker_lock(data_dir: Path) -> Iterator[None]:
     """Hold the one-worker lock of a SQLite data directory, or raise WorkerBusyError."""
     path = data_dir / LOCK_FILE
-    handle = open(path, "a+")
+    try:
+        handle = open(path, "a+")
+    except OSError as error:  # read-only or full data directory
+        raise _unwritable(data_dir, error, rendered=0) from error
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -182,14 +221,47 @@ def _requeue_missing_files(session: Session, study_id: int, data_dir: Path) -> i
     return requeued
 
 
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _dead_local_workers(session: Session) -> list[str]:
+    """Default worker ids ("<this host>:<pid>") holding 'running' jobs whose process is gone."""
+    host = socket.gethostname()
+    holders = session.scalars(
+        select(GenerationJob.claimed_by)
+        .where(GenerationJob.status == "running", GenerationJob.claimed_by.like(f"{host}:%"))
+        .distinct()
+    )
+    dead = []
+    for holder in holders:
+        pid = holder.removeprefix(f"{host}:")
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_exists(int(pid)):
+            dead.append(holder)
+    return dead
+
+
 def _reclaim_stale(session: Session, study_id: int, exclusive: bool) -> int:
-    """'running' jobs of dead workers go back to 'pending' (all of them when `exclusive`)."""
+    """'running' jobs of dead workers go back to 'pending': all of them when `exclusive`
+    (SQLite, lock held); else those claimed more than STALE_AFTER ago, or by a worker of this
+    host whose process no longer exists (a killed run restarted on the same machine)."""
     condition = [
         GenerationJob.status == "running",
         GenerationJob.image_id.in_(_study_image_ids(study_id)),
     ]
     if not exclusive:
-        condition.append(GenerationJob.claimed_at < datetime.now(UTC) - STALE_AFTER)
+        condition.append(
+            or_(
+                GenerationJob.claimed_at < datetime.now(UTC) - STALE_AFTER,
+                GenerationJob.claimed_by.in_(_dead_local_workers(session)),
+            )
+        )
     result = session.execute(
         update(GenerationJob)
         .where(*condition)
@@ -430,7 +502,13 @@ def run_generation(
                         failed += row.status == "failed"
                     continue
                 # the file first (outside the transaction: no write lock held during fsync)
-                path, sha = write_image(data_dir, png_bytes(result.image))
+                try:
+                    path, sha = write_image(data_dir, png_bytes(result.image))
+                except OSError as error:
+                    # full disk or read-only: stop; give this batch's claims back untouched
+                    bar.close()
+                    _release_claims(factory, study_id, worker_id)
+                    raise _unwritable(data_dir, error, rendered) from error
                 with factory.begin() as s:
                     row = s.get(GenerationJob, job.id)
                     target = s.get(Image, image.id)
@@ -449,6 +527,19 @@ def run_generation(
                     progress(done / max(total, 1), f"rendered {done} of {total} images")
         bar.close()
         return _finish(factory, study_id, rendered=rendered, failed=failed, total=total)
+
+
+def _release_claims(factory, study_id: int, worker_id: str) -> None:
+    """This worker's 'running' jobs go back to 'pending' (attempts unchanged: no image was at
+    fault), and the study back to 'draft'."""
+    with factory.begin() as s:
+        s.execute(
+            update(GenerationJob)
+            .where(GenerationJob.status == "running", GenerationJob.claimed_by == worker_id)
+            .values(status="pending", claimed_by=None, claimed_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        s.get(Study, study_id).status = "draft"
 
 
 @contextmanager

@@ -19,12 +19,6 @@ from db.models import GenerationJob, Image
 from evaluation.pregenerate import GenerationError, run_generation
 from tests.reliability.tiny_arena import audit_images, build_tiny_arena
 
-PENDING_FIX = pytest.mark.xfail(
-    strict=True,
-    reason="evaluation.pregenerate lets the raw OSError escape and leaves the temp file and the "
-    "claimed job behind (fixed after 16:55 by engineer H)",
-)
-
 
 def _mount_tmpfs(path: Path, size: str) -> None:
     path.mkdir(parents=True, exist_ok=True)
@@ -97,7 +91,6 @@ def _jobs(url: str) -> dict[int, tuple]:
     return {image_id: (*jobs[image_id], *images[image_id]) for image_id in jobs}
 
 
-@PENDING_FIX
 def test_full_disk_stops_generation_cleanly_and_a_rerun_finishes(
     disk, tmp_path, tiny_clip_dir, tiny_sd_dir
 ):
@@ -129,7 +122,6 @@ def test_full_disk_stops_generation_cleanly_and_a_rerun_finishes(
     assert audit_images(arena) == []
 
 
-@PENDING_FIX
 def test_readonly_data_dir_refuses_to_start_and_changes_nothing(
     disk, tmp_path, tiny_clip_dir, tiny_sd_dir
 ):
@@ -151,7 +143,6 @@ def test_readonly_data_dir_refuses_to_start_and_changes_nothing(
     assert _jobs(arena.url) == before
 
 
-@PENDING_FIX
 def test_data_dir_turning_readonly_mid_run_stops_cleanly(
     disk, tmp_path, tiny_clip_dir, tiny_sd_dir
 ):

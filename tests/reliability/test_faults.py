@@ -111,13 +111,6 @@ def test_generation_killed_ten_times_finishes_with_every_image_once(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="on PostgreSQL evaluation.pregenerate re-claims a killed worker's 'running' jobs only "
-    "after STALE_AFTER (15 min), so a restarted run leaves them unrendered (fixed after 16:55 "
-    "by engineer H: jobs claimed on this host by a process that no longer exists are "
-    "re-claimed at once)",
-)
 @pytest.mark.timeout(240)
 def test_generation_killed_on_postgresql_finishes_after_restart(
     tmp_path, tiny_clip_dir, tiny_sd_dir, forkserver, postgres_url
