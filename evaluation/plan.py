@@ -7,9 +7,12 @@ and a GenerationJob for every image not rendered yet. Functions take a Session a
 
 from __future__ import annotations
 
+import functools
 import itertools
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -60,6 +63,8 @@ class PlanSummary:
     images: int  # distinct images the pairs need
     images_rendered: int  # of those, already rendered (by this or another study)
     unpaired_variants: list[str]  # chosen variants in no comparison (differ in 2+ settings)
+    # prompts longer than CLIP's 77 tokens (by the SD folder's tokenizer): cut when rendered
+    truncated_prompts: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -94,10 +99,26 @@ def sd_settings(settings: dict[str, Any]) -> SDSettings:
         ) from exc
 
 
+def _check_text(field: str, text: str) -> None:
+    """StudyError when `text` cannot be stored or shown safely: not valid Unicode (a lone
+    surrogate from undecodable bytes) or holding a control character (NUL, escape, newline)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StudyError(
+            f"{field}: {text!r} is not valid UTF-8 text; re-type it or save the prompt file as "
+            "UTF-8"
+        ) from None
+    bad = next((ch for ch in text if unicodedata.category(ch) == "Cc"), None)
+    if bad is not None:
+        raise StudyError(f"{field}: {text!r} contains the control character {bad!r}; remove it")
+
+
 def _resolve(session: Session, spec: StudySpec) -> _Plan:
     # 1. Plain fields
     if not spec.name.strip():
         raise StudyError(f"name: {spec.name!r} is empty; give the study a name")
+    _check_text("name", spec.name)
     if session.scalar(select(Study.id).where(Study.name == spec.name)) is not None:
         raise StudyError(f"name: a study named {spec.name!r} already exists; choose another name")
     if not 0.0 <= spec.qc_rate <= 1.0:
@@ -117,6 +138,7 @@ def _resolve(session: Session, spec: StudySpec) -> _Plan:
     for i, text in enumerate(spec.prompts):
         if not isinstance(text, str) or not text.strip():
             raise StudyError(f"prompts[{i}]: {text!r} is empty; expected some text")
+        _check_text(f"prompts[{i}]", text)
         if text.strip() in prompts:
             raise StudyError(f"prompts[{i}]: {text.strip()!r} appears twice; list each once")
         prompts.append(text.strip())
@@ -195,6 +217,31 @@ def _existing_images(session: Session, plan: _Plan) -> dict[tuple, Image]:
     return {(image.checkpoint_id, text, image.seed): image for image, text in rows}
 
 
+CLIP_TOKENS = 77  # CLIP's context, start and end tokens included
+
+
+def truncated_prompts(prompts: list[str], model_path: str) -> list[str]:
+    """The prompts longer than 77 CLIP tokens by the tokenizer of the SD folder `model_path`
+    (relative paths are under the data dir); [] when the folder has no tokenizer/."""
+    from db.engine import data_dir
+
+    folder = Path(model_path)
+    folder = (folder if folder.is_absolute() else data_dir() / folder) / "tokenizer"
+    if not folder.is_dir():
+        return []
+    tokenizer = _tokenizer(str(folder))
+    lengths = [len(ids) for ids in tokenizer(prompts, verbose=False)["input_ids"]]
+    return [text for text, n in zip(prompts, lengths, strict=True) if n > CLIP_TOKENS]
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(folder: str):
+    """The CLIP tokenizer saved in `folder`, loaded once (the studies page previews often)."""
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(folder, local_files_only=True)
+
+
 def plan_summary(session: Session, spec: StudySpec) -> PlanSummary:
     """Validate `spec` and count what `create_study` would make, without writing anything."""
     plan = _resolve(session, spec)
@@ -214,6 +261,7 @@ def plan_summary(session: Session, spec: StudySpec) -> PlanSummary:
             for name in dict.fromkeys(spec.variants)
             if not any(name in (c.variant_a, c.variant_b) for c in plan.comparisons)
         ],
+        truncated_prompts=truncated_prompts(plan.prompts, plan.settings["model_path"]),
     )
 
 

@@ -560,28 +560,20 @@ def test_prompt_longer_than_77_tokens_is_reported_truncated(clip):
     assert encoding.truncated == [False, True]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no study-level report of prompts over 77 tokens: evaluation.plan.PlanSummary has "
-    "no field for it (proposed: PlanSummary.truncated_prompts, filled from the SD folder's "
-    "tokenizer)",
-)
-def test_study_preview_reports_prompts_longer_than_77_tokens(planning):
-    """The study preview lists the prompts that will be cut at 77 tokens."""
+def test_study_preview_reports_prompts_longer_than_77_tokens(planning, tiny_sd_dir):
+    """The study preview lists the prompts that will be cut at 77 tokens (counted by the SD
+    folder's own tokenizer); nothing is written."""
     from evaluation.plan import plan_summary
 
     long_prompt = " ".join(["cat"] * 100)
+    settings = {"model_path": str(tiny_sd_dir), "scheduler": "ddim", "steps": 2}
     with planning.begin() as s:
-        summary = plan_summary(s, _spec(prompts=("cat maid", long_prompt)))
+        summary = plan_summary(s, _spec(prompts=("cat maid", long_prompt), settings=settings))
 
     assert summary.truncated_prompts == [long_prompt]
+    assert count(planning, Study) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="evaluation.plan accepts control characters in prompts (engineer D2; fixed after "
-    "16:55 by H if time allows)",
-)
 def test_prompt_with_control_characters_is_refused(planning):
     """A prompt holding a NUL byte: StudyError naming the prompt and the character."""
     with pytest.raises(StudyError) as info:
@@ -594,12 +586,6 @@ def test_prompt_with_control_characters_is_refused(planning):
     assert count(planning, Study) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="evaluation.plan lets a prompt that is not valid Unicode (a lone surrogate, as "
-    "undecodable bytes read with surrogateescape give) reach the database, which raises a raw "
-    "UnicodeEncodeError",
-)
 def test_prompt_that_is_not_valid_unicode_is_refused(planning):
     """A prompt from undecodable bytes (b'cat \\xff' read with surrogateescape): StudyError
     naming the prompt and the fix; no study written."""
@@ -615,10 +601,6 @@ def test_prompt_that_is_not_valid_unicode_is_refused(planning):
     assert count(planning, Study) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="evaluation.plan accepts control characters in the study name",
-)
 def test_study_name_with_control_characters_is_refused(planning):
     """A study name with a bell character: StudyError naming it; no study written."""
     with pytest.raises(StudyError) as info:
@@ -912,11 +894,6 @@ def test_tally_of_a_vote_csv_missing_a_column_names_it(vote_csv, capsys):
     assert err.startswith(f"error: {vote_csv} line 1 (header): missing column(s) 'choice'; ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="evaluation.export.read_votes_csv reports the offset inside pandas' decode buffer "
-    "(3 here), not the byte's offset in the file (175)",
-)
 def test_tally_of_a_vote_csv_that_is_not_utf8_is_refused(vote_csv, capsys):
     """Latin-1 bytes in the CSV: exit 1 naming the byte, its offset and the fix."""
     data = vote_csv.read_bytes().replace(b"cat", b"caf\xe9")
