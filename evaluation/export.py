@@ -72,9 +72,16 @@ def read_votes_csv(path: str | Path) -> pd.DataFrame:
             encoding_errors="strict",
         )
     except UnicodeDecodeError as exc:
+        # pandas decodes in chunks: exc.start counts from its chunk, so find the byte again
+        data = path.read_bytes()
+        try:
+            data.decode("utf-8")
+            start, byte = exc.start, exc.object[exc.start : exc.start + 1]
+        except UnicodeDecodeError as whole:
+            start, byte = whole.start, data[whole.start : whole.start + 1]
         raise VoteDataError(
-            f"{path}: not UTF-8 text (byte {exc.object[exc.start : exc.start + 1]!r} at offset "
-            f"{exc.start}); expected a UTF-8 CSV. Re-save the file as UTF-8."
+            f"{path}: not UTF-8 text (byte {byte!r} at offset {start}); expected a UTF-8 CSV. "
+            "Re-save the file as UTF-8."
         ) from exc
     except pd.errors.EmptyDataError as exc:
         raise VoteDataError(
