@@ -120,6 +120,16 @@ st.markdown(
     f"**{len(summary.comparisons)} sets** in {len(summary.comparisons_by_group)} groups · **{summary.pairs} pairs** to judge (+{summary.qc_pairs} quality-control) · **{summary.images} images** ({summary.images_rendered} already rendered)"
 )
 st.dataframe(study_form.comparisons_frame(summary), hide_index=True)
+if summary.unpaired_variants:
+    st.warning(
+        "In no comparison (they differ from every other chosen variant in two or more "
+        "hyperparameters): " + ", ".join(summary.unpaired_variants)
+    )
+if summary.truncated_prompts:
+    st.warning(
+        "Longer than CLIP's 77 tokens, so cut when rendered (shorten them to keep every word): "
+        + "; ".join(f"“{p}”" for p in summary.truncated_prompts)
+    )
 if st.button("Create study and start generation", type="primary", key="new_create"):
     study_id = study_form.create(spec)
     log = generation.start(study_id, spec.name)

@@ -106,3 +106,21 @@ def test_per_image_errors_are_listed(tiny, db):
     errors = next(d.value for d in at.dataframe if "last_error" in d.value.columns)
     assert list(errors["last_error"]) == ["RuntimeError: out of memory"]
     assert list(errors["variant"]) == ["tiny-v1"]
+
+
+def test_study_preview_warns_of_prompts_cut_at_77_tokens(tiny, tiny_clip_dir):
+    """A prompt longer than CLIP's 77 tokens (by the SD folder's tokenizer) is named in a
+    warning before the study is created, so the admin can shorten it."""
+    at = open_page("studies.py", tiny.admin_token)
+    long_prompt = " ".join(["red hair"] * 60)
+    at.text_input(key="new_name").input("long")
+    at.multiselect(key="new_variants").select("tiny-v0").select("tiny-v1")
+    at.run()
+    at.selectbox(key="new_base").select("tiny-v0")
+    at.text_area(key="new_prompts").input(f"cat maid\n{long_prompt}")
+    at.text_input(key="new_model").input(str(tiny_clip_dir))
+    at.run()
+    assert not at.exception
+    warnings = [w.value for w in at.warning]
+    assert any("77 tokens" in w and long_prompt in w for w in warnings), warnings
+    assert not any("“cat maid”" in w for w in warnings)
