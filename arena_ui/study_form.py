@@ -16,16 +16,6 @@ from deprojector.prompts import prompt_kind, prompt_parts
 from evaluation.plan import PlanSummary, StudySpec, create_study, plan_summary
 from evaluation.study import REFERENCE, StudyError
 
-ARTICLE_PROMPTS = (
-    "cat maid",
-    "1girl red hair blue eye black skirt",
-    "1boy 1girl in class room",
-    "cat, maid",
-    "1girl, red hair, blue eye, black skirt",
-    "1boy, 1girl, in class room",
-)
-SCHEDULERS = ("dpm++", "ddim", "euler")
-
 
 def variant_choices() -> tuple[list[str], list[str]]:
     """(registered variant names except the reference, every checkpoint label in use)."""

@@ -34,18 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from deprojector.checkpoint import save_checkpoint  # noqa: E402
 from deprojector.generate import ImageGenerator, RenderRequest, SDSettings  # noqa: E402
 from deprojector.model import SEQ_LEN, VTDeprojector, vt_config, weighted_mse  # noqa: E402
+from deprojector.prompts import ARTICLE_PROMPTS  # noqa: E402
 from deprojector.text import ClipText  # noqa: E402
 from deprojector.tiny import build_tiny_clip, build_tiny_sd, build_tiny_tokenizer  # noqa: E402
 
-# The article's six prompts (spec section 7): three single, three composed.
-PROMPTS = [
-    "cat maid",
-    "1girl red hair blue eye black skirt",
-    "1boy 1girl in class room",
-    "cat, maid",
-    "1girl, red hair, blue eye, black skirt",
-    "1boy, 1girl, in class room",
-]
+PROMPTS = list(ARTICLE_PROMPTS)
 
 # Stable Diffusion 1.5's published component configs (runwayml/stable-diffusion-v1-5).
 SD15_UNET = {

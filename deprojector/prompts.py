@@ -7,6 +7,17 @@ from typing import Literal
 
 PromptKind = Literal["single", "composed"]
 
+# The six prompts the author used throughout the series (spec section 7): the same three texts
+# as single embeddings, then composed by the comma rule.
+ARTICLE_PROMPTS = (
+    "cat maid",
+    "1girl red hair blue eye black skirt",
+    "1boy 1girl in class room",
+    "cat, maid",
+    "1girl, red hair, blue eye, black skirt",
+    "1boy, 1girl, in class room",
+)
+
 
 def _check_prompt(text: str) -> str:
     if not isinstance(text, str):

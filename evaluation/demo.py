@@ -24,6 +24,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from deprojector.prompts import ARTICLE_PROMPTS
+
 DEMO_DIR = "demo"  # under the data directory
 STUDY_NAME = "demo"
 HIDDEN_SIZE = 32  # D of the tiny CLIP
@@ -41,15 +43,6 @@ DESIGN: dict[str, tuple[int, int, int]] = {
     "demo-vt-embed-1d-mlp-1d": (1, 2, 1),
     "demo-vt-vicinity-1-mlp-1d": (2, 1, 1),
 }
-# The article's six prompts (spec section 7): three single embeddings, three composed.
-PROMPTS = (
-    "cat maid",
-    "1girl red hair blue eye black skirt",
-    "1boy 1girl in class room",
-    "cat, maid",
-    "1girl, red hair, blue eye, black skirt",
-    "1boy, 1girl, in class room",
-)
 SETTINGS = {
     "model_path": f"{DEMO_DIR}/sd",  # relative to the data directory
     "scheduler": "dpm++",
@@ -250,7 +243,7 @@ def _build_demo(
                         variants=("reference", *DESIGN),
                         base=BASE,
                         checkpoint_labels=tuple(f"epoch-{n}" for n in range(1, EPOCHS + 1)),
-                        prompts=PROMPTS,
+                        prompts=ARTICLE_PROMPTS,
                         seeds=(0,),
                         settings=SETTINGS,
                         reference_comparisons=(BASE,),
@@ -266,7 +259,7 @@ def _build_demo(
             STUDY_NAME,
             data_dir=data_dir,
             device="cpu",
-            batch_size=len(PROMPTS),  # one checkpoint's images per pipeline call
+            batch_size=len(ARTICLE_PROMPTS),  # one checkpoint's images per pipeline call
             progress=lambda fraction, message: report(0.55 + 0.45 * fraction, message),
         )
         database = engine.url.render_as_string(hide_password=True)

@@ -6,6 +6,8 @@ import streamlit as st
 from arena_ui import generation, study_form
 from arena_ui.identity import require_admin
 from arena_ui.selection import visible_studies
+from deprojector.prompts import ARTICLE_PROMPTS
+from deprojector.settings import SCHEDULERS
 from evaluation.study import StudyError
 
 user = require_admin()
@@ -73,7 +75,7 @@ with_reference = st.checkbox(
 chosen_labels = st.multiselect("Checkpoint labels", labels, default=labels[-2:], key="new_labels")
 prompts = st.text_area(
     "Prompts, one per line (a comma makes a composed prompt)",
-    "\n".join(study_form.ARTICLE_PROMPTS),
+    "\n".join(ARTICLE_PROMPTS),
     height=160,
     key="new_prompts",
 )
@@ -87,7 +89,7 @@ settings = {
         "demo/sd",
         key="new_model",
     ),
-    "scheduler": c2.selectbox("Scheduler", study_form.SCHEDULERS, key="new_scheduler"),
+    "scheduler": c2.selectbox("Scheduler", SCHEDULERS, key="new_scheduler"),
     "steps": int(c3.number_input("Steps", 1, 1000, 30, key="new_steps")),
     "guidance": float(c1.number_input("Guidance", 0.0, 50.0, 7.5, key="new_guidance")),
     "width": int(c2.number_input("Width", 8, 4096, 512, step=8, key="new_width")),

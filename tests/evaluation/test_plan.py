@@ -7,17 +7,10 @@ from sqlalchemy import func, select
 
 from db.engine import make_engine, session_factory, upgrade
 from db.models import Checkpoint, Comparison, GenerationJob, Image, ImagePair, Prompt, Variant
+from deprojector.prompts import ARTICLE_PROMPTS
 from evaluation.plan import StudySpec, create_study, plan_summary
 from evaluation.study import StudyError
 
-ARTICLE_PROMPTS = (
-    "cat maid",
-    "1girl red hair blue eye black skirt",
-    "1boy 1girl in class room",
-    "cat, maid",
-    "1girl, red hair, blue eye, black skirt",
-    "1boy, 1girl, in class room",
-)
 # (E/D, v, M/D) of the article's seven models: 2x2x2 without the all-changed corner
 DESIGN = {
     "vt-1": (2, 2, 2),
