@@ -15,16 +15,8 @@ from deprojector.checkpoint import (
 from deprojector.errors import CheckpointError, ConfigMismatchError, NonFiniteWeightsError
 from deprojector.model import VTDeprojector, vt_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 D = 32
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; the 2 shared cores thrash with more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_model(members=1, fuse=0.0, preset="vt-final"):

@@ -13,16 +13,8 @@ from deprojector.__main__ import main
 from deprojector.checkpoint import load_deprojector, save_checkpoint
 from deprojector.model import VTDeprojector, vt_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 D = 32
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; the 2 shared cores thrash with more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

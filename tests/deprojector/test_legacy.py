@@ -21,6 +21,8 @@ from deprojector.legacy import (
 )
 from deprojector.model import VTDeprojector, vt_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 D, HEADS, MLP = 32, 4, 128
 CLIP_CONFIG = {
     "hidden_size": D,
@@ -49,15 +51,6 @@ VERSIONS = {
         96,
     ),
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; the 2 shared cores thrash with more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def published_keys(members: int, has_null: bool, has_mlp: bool) -> set[str]:

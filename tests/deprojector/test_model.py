@@ -19,6 +19,7 @@ from deprojector.model import (
     weighted_mse,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 D = 32
 
 
@@ -29,15 +30,6 @@ def clip(tiny_clip_dir):
         tiny_clip_dir / "text_encoder", local_files_only=True
     ).eval()
     return model, tokenizer
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; the 2 shared cores thrash with more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_inputs(batch: int, seed: int = 0) -> torch.Tensor:
