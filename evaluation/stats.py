@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from evaluation.tally import ITEM_COLUMNS, Tally, ensure_prepared, orient_votes
+from evaluation.tally import Tally, ensure_prepared, item_index, orient_votes
 
 AGREEMENT_METRICS = ("nominal", "ordinal", "interval")
 
@@ -215,12 +215,7 @@ def item_value_counts(votes: pd.DataFrame) -> tuple[np.ndarray, pd.Categorical]:
     and each item's group. Choices are read from the A side's view, so agreement is about the
     images, not about which side of the screen they were on."""
     votes = ensure_prepared(votes)
-    key = np.zeros(len(votes), dtype=np.int64)
-    for column in ITEM_COLUMNS:
-        cat = votes[column].array
-        key = key * (len(cat.categories) + 1) + cat.codes
-    item, _ = pd.factorize(key)
-    n_items = int(item.max()) + 1 if len(item) else 0
+    item, n_items = item_index(votes)
     counts = np.bincount(item * 3 + votes["outcome"].to_numpy() + 1, minlength=3 * n_items)
     group = votes["group"].array
     item_group = np.zeros(n_items, dtype=group.codes.dtype)

@@ -473,14 +473,20 @@ def _build(orient: Orientation, counts: np.ndarray, mode: str) -> Tally:
     return Tally(groups=groups, mode=mode)
 
 
-def _item_outcomes(votes: pd.DataFrame, orient: Orientation) -> tuple[np.ndarray, np.ndarray]:
-    """Majority per item: (set index per item, x-outcome per item). A tied plurality is a tie."""
+def item_index(votes: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """(item number per vote, number of items) of a prepared frame; an item is one image pair
+    (comparison + prompt + checkpoint + seed), numbered in order of first appearance."""
     key = np.zeros(len(votes), dtype=np.int64)
     for column in ITEM_COLUMNS:
         cat = votes[column].array
         key = key * (len(cat.categories) + 1) + cat.codes
     item, _ = pd.factorize(key)
-    n_items = int(item.max()) + 1 if len(item) else 0
+    return item, int(item.max()) + 1 if len(item) else 0
+
+
+def _item_outcomes(votes: pd.DataFrame, orient: Orientation) -> tuple[np.ndarray, np.ndarray]:
+    """Majority per item: (set index per item, x-outcome per item). A tied plurality is a tie."""
+    item, n_items = item_index(votes)
     counts = np.bincount(item * 3 + orient.x_outcome + 1, minlength=3 * n_items).reshape(-1, 3)
     top = counts.max(axis=1, keepdims=True)
     shared_top = (counts == top).sum(axis=1) > 1
