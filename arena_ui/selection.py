@@ -16,7 +16,7 @@ from arena_ui.resources import transaction
 from db.models import Study
 
 STUDY_KEY = "arena_study_id"
-VOTABLE_STATUSES = ("ready", "generating")
+VOTABLE_STATUSES = ("open", "generating")
 
 
 @dataclass(frozen=True)

@@ -29,14 +29,22 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Allowed values of the string "enum" columns (CHECK constraints, not native enums, so that
 # SQLite and PostgreSQL share one migration and adding a value is a one-line change).
-VARIANT_KINDS = ("reference", "vt", "legacy")
+VARIANT_KINDS = ("reference", "vt", "legacy", "images")  # images: imported files, not rendered
 PROMPT_KINDS = ("single", "composed")
-STUDY_STATUSES = ("draft", "generating", "ready")
+# Life cycle: draft -> generating -> open -> closed; archived hides a study from every list.
+STUDY_STATUSES = ("draft", "generating", "open", "closed", "archived")
 QC_KINDS = ("swapped_repeat", "identical")
 ROLES = ("admin", "voter")
 SIDES = ("a", "b")
-CHOICES = ("left", "right", "tie")
+CHOICES = ("left", "right", "tie", "both_bad")
+TIE_CHOICES = ("tie", "both_bad")  # "same" and "both bad": both count for nobody in every tally
+# Which rule served a pair (decision-rules.md, "Allocation"): the full grid (stop-when-settled
+# off), the warm-up, an open comparison, or a quality-control repeat.
+ALLOCATION_RULES = ("grid", "warmup", "open", "qc")
+COMPARISON_STATUSES = ("decided", "equivalent", "capped", "open")
 JOB_STATUSES = ("pending", "running", "done", "failed")
+
+REFERENCE_VARIANT = "reference"  # the built-in variant "no deprojector" (plain CLIP hidden states)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -121,6 +129,9 @@ class Study(Base):
     __table_args__ = (
         CheckConstraint(_one_of("status", STUDY_STATUSES), name="status"),
         CheckConstraint("qc_rate >= 0 AND qc_rate <= 1", name="qc_rate"),
+        CheckConstraint("alpha > 0 AND alpha < 1", name="alpha"),
+        CheckConstraint("delta > 0 AND delta < 0.5", name="delta"),
+        CheckConstraint("vote_cap IS NULL OR vote_cap > 0", name="vote_cap"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -134,6 +145,13 @@ class Study(Base):
     status: Mapped[str] = mapped_column(String(16), default="draft")
     results_visible_to_voters: Mapped[bool] = mapped_column(Boolean, default=False)
     qc_rate: Mapped[float] = mapped_column(Float, default=0.0)  # share of quality-control items
+    # Allocation and decisions (decision-rules.md): serve only open comparisons once warmed up;
+    # existing studies migrate with False (the full grid, as before).
+    stop_when_settled: Mapped[bool] = mapped_column(Boolean, default=True)
+    vote_cap: Mapped[int | None] = mapped_column(Integer)  # per comparison; None = no cap
+    alpha: Mapped[float] = mapped_column(Float, default=0.05)  # e-value threshold is 1 / alpha
+    delta: Mapped[float] = mapped_column(Float, default=0.1)  # equivalence margin around 0.5
+    reason_tags: Mapped[list[Any]] = mapped_column(default=list)  # up to 6 admin-defined tags
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     base_variant: Mapped[Variant | None] = relationship()
@@ -308,6 +326,14 @@ class Vote(Base):
     __table_args__ = (
         CheckConstraint(_one_of("choice", CHOICES), name="choice"),
         CheckConstraint(_one_of("left_side", SIDES), name="left_side"),
+        CheckConstraint(
+            f"allocation_rule IS NULL OR {_one_of('allocation_rule', ALLOCATION_RULES)}",
+            name="allocation_rule",
+        ),
+        CheckConstraint(
+            f"comparison_status IS NULL OR {_one_of('comparison_status', COMPARISON_STATUSES)}",
+            name="comparison_status",
+        ),
         Index(
             "uq_votes_live_annotator_pair",
             "annotator_id",
@@ -324,7 +350,12 @@ class Vote(Base):
     annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
     left_image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
     left_side: Mapped[str] = mapped_column(String(1))  # "a" or "b": the pair's side on the left
-    choice: Mapped[str] = mapped_column(String(8))  # "left", "right" or "tie"
+    choice: Mapped[str] = mapped_column(String(8))  # "left", "right", "tie" or "both_bad"
+    tags: Mapped[list[Any]] = mapped_column(default=list)  # the study's reason tags chosen
+    # The scheduler's rule and the comparison's status when the pair was served (may be NULL
+    # for votes cast before these were recorded).
+    allocation_rule: Mapped[str | None] = mapped_column(String(16))
+    comparison_status: Mapped[str | None] = mapped_column(String(16))
     shown_at: Mapped[datetime] = mapped_column()
     voted_at: Mapped[datetime] = mapped_column(default=utcnow)
     superseded_at: Mapped[datetime | None] = mapped_column()
@@ -333,6 +364,36 @@ class Vote(Base):
     pair: Mapped[ImagePair] = relationship()
     annotator: Mapped[Annotator] = relationship()
     left_image: Mapped[Image] = relationship()
+
+
+class AnnotatorExclusion(Base):
+    """An admin left an annotator's votes out of a study's tallies; reversible, never deleted.
+
+    The exclusion is live while `restored_at` is NULL; at most one live exclusion per
+    (study, annotator), enforced by a partial unique index.
+    """
+
+    __tablename__ = "annotator_exclusions"
+    __table_args__ = (
+        Index(
+            "uq_annotator_exclusions_live",
+            "study_id",
+            "annotator_id",
+            unique=True,
+            sqlite_where=text("restored_at IS NULL"),
+            postgresql_where=text("restored_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
+    excluded_by_id: Mapped[int | None] = mapped_column(ForeignKey("annotators.id"))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    excluded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    restored_at: Mapped[datetime | None] = mapped_column()
+
+    annotator: Mapped[Annotator] = relationship(foreign_keys=[annotator_id])
 
 
 class GenerationJob(Base):

@@ -74,7 +74,7 @@ def create_synthetic_study(
         seeds=list(seeds),
         checkpoint_labels=list(labels),
         base_variant=variants[0],
-        status="ready",
+        status="open",
     )
     s.add(study)
     s.add_all(StudyPrompt(study=study, prompt=p, position=k) for k, p in enumerate(prompts))

@@ -371,6 +371,6 @@ def create_study(session: Session, spec: StudySpec) -> Study:
     for image_id in missing:
         if image_id not in queued:
             session.add(GenerationJob(study_id=study.id, image_id=image_id, status="pending"))
-    study.status = "draft" if missing else "ready"
+    study.status = "draft" if missing else "open"
     session.flush()
     return study

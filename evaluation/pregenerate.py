@@ -558,7 +558,7 @@ def _finish(factory, study_id: int, rendered: int, failed: int, total: int) -> G
         remaining = _count(s, study_id, "pending", "running", "failed")
         running = _count(s, study_id, "running")  # other workers still at it
         study = s.get(Study, study_id)
-        study.status = "ready" if remaining == 0 else "generating" if running else "draft"
+        study.status = "open" if remaining == 0 else "generating" if running else "draft"
     return GenerationReport(rendered=rendered, failed=failed, remaining=remaining, total=total)
 
 

@@ -35,8 +35,8 @@ def generation_status(study_id: int, name: str) -> None:
 live_status = st.fragment(run_every=2)(generation_status)  # polls while images are missing
 
 for study in visible_studies(user):
-    with st.expander(f"**{study.name}** · {study.status}", expanded=study.status != "ready"):
-        (generation_status if study.status == "ready" else live_status)(study.id, study.name)
+    with st.expander(f"**{study.name}** · {study.status}", expanded=study.status != "open"):
+        (generation_status if study.status == "open" else live_status)(study.id, study.name)
         start_col, retry_col, visible_col = st.columns(3)
         if start_col.button(
             "Start / resume generation", key=f"gen_{study.id}", disabled=generation.worker_running()

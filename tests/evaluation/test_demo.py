@@ -35,7 +35,7 @@ def test_demo_builds_the_article_design_and_is_idempotent(tmp_path, monkeypatch)
     with factory() as s:
         groups = Counter(s.scalars(select(Comparison.group)))
         assert groups == {"embed_dim": 3, "vicinity": 3, "mlp_dim": 3, "deprojector": 1}
-        assert s.scalar(select(Study.status)) == "ready"
+        assert s.scalar(select(Study.status)) == "open"
         for image in s.scalars(select(Image)):
             file = tmp_path / image.path
             assert hashlib.sha256(file.read_bytes()).hexdigest() == image.sha256

@@ -117,7 +117,7 @@ def assert_complete(factory, data_dir):
         images = list(s.scalars(select(Image)))
         statuses = set(s.scalars(select(GenerationJob.status)))
         study_status = s.scalar(select(Study.status))
-    assert statuses == {"done"} and study_status == "ready"
+    assert statuses == {"done"} and study_status == "open"
     paths = [image.path for image in images]
     assert None not in paths and len(set(paths)) == len(images) == 18
     for image in images:

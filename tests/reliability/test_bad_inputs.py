@@ -662,7 +662,7 @@ def test_vote_with_an_unknown_choice_is_refused(voting):
         with sessions.begin() as s:
             record_vote(s, pair, voter, "a", "up", NOW, study_id=first)
 
-    assert str(info.value) == "choice='up': expected one of ['left', 'right', 'tie']"
+    assert str(info.value) == "choice='up': expected one of ['left', 'right', 'tie', 'both_bad']"
     assert count(sessions, Vote) == 0
 
 

@@ -1,4 +1,4 @@
-"""Query functions: a `Session` first, never commit (the caller owns the transaction).
+"""Votes: record, undo, the annotator's live vote and progress (the vote page's hot path).
 
 with session_factory(engine).begin() as s:
     record_vote(s, pair_id, annotator_id, left_side="a", choice="left", shown_at=t0)
@@ -8,47 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from db.errors import AccessDeniedError, DuplicateVoteError, InvalidValueError, NotFoundError
 from db.models import (
+    ALLOCATION_RULES,
     CHOICES,
+    COMPARISON_STATUSES,
     SIDES,
     Annotator,
     Comparison,
     ImagePair,
-    Prompt,
-    Study,
-    Variant,
     Vote,
     utcnow,
-)
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-# The vote interchange format (DESIGN.md), in this column order.
-VOTE_COLUMNS = (
-    "study",
-    "group",
-    "comparison",
-    "variant_a",
-    "variant_b",
-    "a_setting",
-    "b_setting",
-    "prompt",
-    "prompt_kind",
-    "checkpoint",
-    "seed",
-    "annotator",
-    "left_variant",
-    "choice",
-    "shown_at",
-    "voted_at",
 )
 
 
@@ -65,57 +40,6 @@ class Progress:
 def _as_utc(moment: datetime) -> datetime:
     # naive datetimes are taken as UTC (SQLite hands stored values back naive)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-# -- getters ------------------------------------------------------------------------------------
-
-
-def get_study(s: Session, study_id: int) -> Study:
-    study = s.get(Study, study_id)
-    if study is None:
-        raise NotFoundError(f"study id {study_id!r} does not exist; pick a study from the list")
-    return study
-
-
-def study_by_name(s: Session, name: str) -> Study:
-    study = s.scalar(select(Study).where(Study.name == name))
-    if study is None:
-        known = s.scalars(select(Study.name).order_by(Study.name)).all()
-        raise NotFoundError(f"no study named {name!r}; existing studies: {list(known)}")
-    return study
-
-
-def list_studies(s: Session) -> list[Study]:
-    return list(s.scalars(select(Study).order_by(Study.created_at, Study.id)))
-
-
-def get_annotator(s: Session, annotator_id: int) -> Annotator:
-    annotator = s.get(Annotator, annotator_id)
-    if annotator is None:
-        raise NotFoundError(f"annotator id {annotator_id!r} does not exist")
-    return annotator
-
-
-def get_pair(s: Session, pair_id: int, study_id: int | None = None) -> ImagePair:
-    """The pair `pair_id`; NotFoundError if it does not exist or belongs to another study."""
-    pair = s.get(ImagePair, pair_id)
-    if pair is None or (study_id is not None and pair.comparison.study_id != study_id):
-        where = "" if study_id is None else f" in study id {study_id}"
-        raise NotFoundError(f"image pair id {pair_id!r} does not exist{where}")
-    return pair
-
-
-def study_pairs(s: Session, study_id: int, include_qc: bool = True) -> list[ImagePair]:
-    """Every image pair of a study, ordered by id (quality-control items optional)."""
-    query = (
-        select(ImagePair)
-        .join(Comparison, ImagePair.comparison_id == Comparison.id)
-        .where(Comparison.study_id == study_id)
-        .order_by(ImagePair.id)
-    )
-    if not include_qc:
-        query = query.where(ImagePair.qc_kind.is_(None))
-    return list(s.scalars(query))
 
 
 def live_vote(s: Session, annotator_id: int, pair_id: int) -> Vote | None:
@@ -180,11 +104,15 @@ def record_vote(
     *,
     study_id: int | None = None,
     voted_at: datetime | None = None,
+    tags: list[str] | tuple[str, ...] = (),
+    allocation_rule: str | None = None,
+    comparison_status: str | None = None,
 ) -> Vote:
     """Record one judgement and return it (flushed, so it has an id).
 
     `left_side` is the pair's side ("a" or "b") that was displayed on the left; `choice` is
-    "left", "right" or "tie". The database's one-live-vote index is the authority on
+    "left", "right", "tie" or "both_bad". `tags` are reason tags the annotator toggled;
+    `allocation_rule` / `comparison_status` record why the scheduler served the pair. The database's one-live-vote index is the authority on
     duplicates: a second live vote raises DuplicateVoteError and leaves the session usable.
     """
     # 1. Check the arguments
@@ -192,6 +120,14 @@ def record_vote(
         raise InvalidValueError(f"choice={choice!r}: expected one of {list(CHOICES)}")
     if left_side not in SIDES:
         raise InvalidValueError(f"left_side={left_side!r}: expected 'a' or 'b'")
+    if allocation_rule is not None and allocation_rule not in ALLOCATION_RULES:
+        raise InvalidValueError(
+            f"allocation_rule={allocation_rule!r}: expected one of {list(ALLOCATION_RULES)}"
+        )
+    if comparison_status is not None and comparison_status not in COMPARISON_STATUSES:
+        raise InvalidValueError(
+            f"comparison_status={comparison_status!r}: expected one of {list(COMPARISON_STATUSES)}"
+        )
     pair = s.execute(_PAIR_SIDES, {"pair_id": pair_id}).one_or_none()
     if pair is None or (study_id is not None and pair.study_id != study_id):
         where = "" if study_id is None else f" in study id {study_id}"
@@ -209,6 +145,9 @@ def record_vote(
         left_image_id=pair.image_a_id if left_side == "a" else pair.image_b_id,
         left_side=left_side,
         choice=choice,
+        tags=sorted(set(tags)),
+        allocation_rule=allocation_rule,
+        comparison_status=comparison_status,
         shown_at=_as_utc(shown_at),
         voted_at=_as_utc(voted_at) if voted_at is not None else utcnow(),
     )
@@ -249,67 +188,3 @@ def undo_last_vote(s: Session, annotator_id: int, study_id: int) -> Vote | None:
         vote.superseded_at = utcnow()
         s.flush()
     return vote
-
-
-def live_votes_frame(
-    s: Session, study_id: int | None = None, include_qc: bool = False
-) -> pd.DataFrame:
-    """Every live vote as the vote interchange frame (DESIGN.md), ordered by vote id.
-
-    Quality-control items are left out unless `include_qc`, which adds a `qc_kind` column
-    (extra columns are ignored by the tally). Times are UTC.
-    """
-    import pandas as pd  # here, so pages that only vote do not pay for importing pandas
-
-    variant_a, variant_b = aliased(Variant), aliased(Variant)
-    query = (
-        select(
-            Study.name.label("study"),
-            Comparison.group.label("group"),
-            Comparison.name.label("comparison"),
-            variant_a.name.label("variant_a"),
-            variant_b.name.label("variant_b"),
-            Comparison.a_setting,
-            Comparison.b_setting,
-            Prompt.text.label("prompt"),
-            Prompt.kind.label("prompt_kind"),
-            ImagePair.checkpoint_label.label("checkpoint"),
-            ImagePair.seed,
-            Annotator.name.label("annotator"),
-            Vote.left_side,
-            Vote.choice,
-            Vote.shown_at,
-            Vote.voted_at,
-            ImagePair.qc_kind,
-        )
-        .select_from(Vote)
-        .join(ImagePair, Vote.pair_id == ImagePair.id)
-        .join(Comparison, ImagePair.comparison_id == Comparison.id)
-        .join(Study, Comparison.study_id == Study.id)
-        .join(variant_a, Comparison.variant_a_id == variant_a.id)
-        .join(variant_b, Comparison.variant_b_id == variant_b.id)
-        .join(Prompt, ImagePair.prompt_id == Prompt.id)
-        .join(Annotator, Vote.annotator_id == Annotator.id)
-        .where(Vote.superseded_at.is_(None))
-        .order_by(Vote.id)
-    )
-    if study_id is not None:
-        query = query.where(Comparison.study_id == study_id)
-    if not include_qc:
-        query = query.where(ImagePair.qc_kind.is_(None))
-    rows = s.execute(query).mappings().all()
-
-    frame = pd.DataFrame(
-        [dict(row) for row in rows],
-        columns=[*VOTE_COLUMNS[:12], "left_side", "choice", "shown_at", "voted_at", "qc_kind"],
-    )
-    frame.insert(
-        frame.columns.get_loc("left_side"),
-        "left_variant",
-        frame["variant_a"].where(frame["left_side"] == "a", frame["variant_b"]),
-    )
-    frame["seed"] = frame["seed"].astype("int64")
-    for column in ("shown_at", "voted_at"):
-        frame[column] = pd.to_datetime(frame[column], utc=True)
-    columns = [*VOTE_COLUMNS, "qc_kind"] if include_qc else list(VOTE_COLUMNS)
-    return frame[columns]
