@@ -3,6 +3,9 @@
 `plan_summary` previews the counts; `create_study` validates a `StudySpec` and writes the Study,
 its Prompts, Comparisons, the distinct Images (shared across pairs and studies), the ImagePairs
 and a GenerationJob for every image not rendered yet. Functions take a Session and never commit.
+
+Imported variants (kind `images`, evaluation.imports) are matched by (checkpoint label, prompt,
+seed): a pair that needs an image such a variant lacks is left out and listed, never rendered.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from db.models import (
 )
 from deprojector.prompts import prompt_kind, prompt_parts
 from deprojector.settings import SDSettings
+from evaluation.imports import IMAGES_KIND, IMPORTED
 from evaluation.study import REFERENCE, ComparisonSpec, StudyError, derive_comparisons
 
 QC_KIND = "swapped_repeat"  # the only QC kind planned: the same pair again, sides swapped
@@ -53,6 +57,16 @@ class StudySpec:
 
 
 @dataclass(frozen=True)
+class MissingImage:
+    """An image a pair needs that an imported variant does not have (the pair is left out)."""
+
+    variant: str
+    checkpoint_label: str
+    prompt: str
+    seed: int
+
+
+@dataclass(frozen=True)
 class PlanSummary:
     """What a spec would create, for a preview before `create_study`."""
 
@@ -65,6 +79,9 @@ class PlanSummary:
     unpaired_variants: list[str]  # chosen variants in no comparison (differ in 2+ settings)
     # prompts longer than CLIP's 77 tokens (by the SD folder's tokenizer): cut when rendered
     truncated_prompts: list[str] = field(default_factory=list)
+    # images imported variants lack, in plan order; `pairs_left_out` pairs need one of them
+    missing_images: list[MissingImage] = field(default_factory=list)
+    pairs_left_out: int = 0
 
 
 @dataclass(frozen=True)
@@ -77,9 +94,13 @@ class _Plan:
     prompts: list[str]
     settings: dict[str, Any]
     settings_hash: str
+    imported: frozenset[str] = frozenset()  # names of the variants of kind `images`
 
     def image_key(self, variant: str, label: str, prompt: str, seed: int) -> tuple:
-        """(checkpoint id or None for the reference, prompt text, seed): one distinct image."""
+        """One distinct image: (checkpoint id or None for the reference, prompt text, seed) when
+        rendered, (IMPORTED, variant, label, prompt, seed) when imported."""
+        if variant in self.imported:
+            return (IMPORTED, variant, label, prompt, seed)
         if variant == REFERENCE:
             return (None, prompt, seed)
         return (self.checkpoints[(variant, label)].id, prompt, seed)
@@ -178,7 +199,8 @@ def _resolve(session: Session, spec: StudySpec) -> _Plan:
         .where(Variant.name.in_(used))
     ):
         checkpoints[(variant_name, checkpoint.label)] = checkpoint
-    for name in sorted(used):
+    imported = frozenset(name for name in used if rows[name].kind == IMAGES_KIND)
+    for name in sorted(used - imported):  # an imported variant's missing label: missing images
         for label in spec.checkpoint_labels:
             if (name, label) not in checkpoints:
                 has = sorted(lab for (v, lab) in checkpoints if v == name)
@@ -187,34 +209,70 @@ def _resolve(session: Session, spec: StudySpec) -> _Plan:
                     f"(it has {has}); register it or drop the label"
                 )
 
-    # 3. Settings: SDSettings validates the fields and defines the hash images are keyed by
-    settings = sd_settings(spec.settings)
+    # 3. Settings: SDSettings validates the fields and defines the hash images are keyed by;
+    # a study of imported variants only renders nothing and may leave them out
+    if not spec.settings and used == imported and REFERENCE not in names:
+        settings, settings_hash = {}, IMPORTED
+    else:
+        sd = sd_settings(spec.settings)
+        settings, settings_hash = sd.to_dict(), sd.settings_hash()
     return _Plan(
         comparisons=comparisons,
         variants=rows,
         checkpoints=checkpoints,
         prompts=prompts,
-        settings=settings.to_dict(),
-        settings_hash=settings.settings_hash(),
+        settings=settings,
+        settings_hash=settings_hash,
+        imported=imported,
     )
 
 
-def _distinct_images(plan: _Plan, spec: StudySpec) -> set[tuple]:
-    keys = set()
-    for comparison, label, prompt, seed in plan.pair_keys(spec):
-        keys.add(plan.image_key(comparison.variant_a, label, prompt, seed))
-        keys.add(plan.image_key(comparison.variant_b, label, prompt, seed))
-    return keys
+def _split_pairs(plan: _Plan, spec: StudySpec, existing: dict[tuple, Image]):
+    """(pair keys kept, their distinct image keys, missing imported images, pairs left out).
+
+    A pair is left out when one of its sides is an imported image that does not exist."""
+    kept, keys, missing, left_out = [], set(), {}, 0
+    for key in plan.pair_keys(spec):
+        comparison, label, prompt, seed = key
+        sides = [
+            plan.image_key(v, label, prompt, seed)
+            for v in (comparison.variant_a, comparison.variant_b)
+        ]
+        lacking = [k for k in sides if k[0] == IMPORTED and k not in existing]
+        for k in lacking:
+            missing.setdefault(k, MissingImage(k[1], k[2], k[3], k[4]))
+        if lacking:
+            left_out += 1
+            continue
+        kept.append(key)
+        keys.update(sides)
+    return kept, keys, list(missing.values()), left_out
 
 
 def _existing_images(session: Session, plan: _Plan) -> dict[tuple, Image]:
-    """Images already in the database for this plan's prompts and settings, by image key."""
+    """Images already in the database for this plan's prompts and settings, by image key
+    (imported images of the plan's imported variants included)."""
     rows = session.execute(
         select(Image, Prompt.text)
         .join(Prompt, Image.prompt_id == Prompt.id)
         .where(Prompt.text.in_(plan.prompts), Image.settings_hash == plan.settings_hash)
     )
-    return {(image.checkpoint_id, text, image.seed): image for image, text in rows}
+    found = {(image.checkpoint_id, text, image.seed): image for image, text in rows}
+    if plan.imported:
+        rows = session.execute(
+            select(Image, Prompt.text, Checkpoint.label, Variant.name)
+            .join(Prompt, Image.prompt_id == Prompt.id)
+            .join(Checkpoint, Image.checkpoint_id == Checkpoint.id)
+            .join(Variant, Checkpoint.variant_id == Variant.id)
+            .where(
+                Prompt.text.in_(plan.prompts),
+                Image.settings_hash == IMPORTED,
+                Variant.name.in_(plan.imported),
+            )
+        )
+        for image, text, label, name in rows:
+            found[(IMPORTED, name, label, text, image.seed)] = image
+    return found
 
 
 CLIP_TOKENS = 77  # CLIP's context, start and end tokens included
@@ -245,10 +303,9 @@ def _tokenizer(folder: str):
 def plan_summary(session: Session, spec: StudySpec) -> PlanSummary:
     """Validate `spec` and count what `create_study` would make, without writing anything."""
     plan = _resolve(session, spec)
-    keys = _distinct_images(plan, spec)
     existing = _existing_images(session, plan)
-    pairs = len(plan.comparisons) * len(spec.checkpoint_labels) * len(plan.prompts)
-    pairs *= len(spec.seeds)
+    kept, keys, missing, left_out = _split_pairs(plan, spec, existing)
+    pairs = len(kept)
     return PlanSummary(
         comparisons=plan.comparisons,
         comparisons_by_group=dict(Counter(c.group for c in plan.comparisons)),
@@ -261,7 +318,11 @@ def plan_summary(session: Session, spec: StudySpec) -> PlanSummary:
             for name in dict.fromkeys(spec.variants)
             if not any(name in (c.variant_a, c.variant_b) for c in plan.comparisons)
         ],
-        truncated_prompts=truncated_prompts(plan.prompts, plan.settings["model_path"]),
+        truncated_prompts=(
+            truncated_prompts(plan.prompts, plan.settings["model_path"]) if plan.settings else []
+        ),
+        missing_images=missing,
+        pairs_left_out=left_out,
     )
 
 
@@ -283,10 +344,18 @@ def create_study(session: Session, spec: StudySpec) -> Study:
     study (or another pair) needs is made once; the reference's images have no checkpoint.
     Quality-control repeats: when `qc_rate` > 0, each regular pair gets a `swapped_repeat` twin
     here, at planning (same images; the scheduler shows it with the sides the annotator did not
-    see). Jobs are created for images without a file and without a job. Does not commit.
+    see). Jobs are created for images without a file and without a job (never for imported
+    images: pairs that need an image an imported variant lacks are left out, see plan_summary).
+    Does not commit.
     """
     # 1. Validate and resolve names against the database
     plan = _resolve(session, spec)
+    kept, keys, lacking, left_out = _split_pairs(plan, spec, _existing_images(session, plan))
+    if not kept:
+        raise StudyError(
+            f"pairs: all {left_out} pairs need images the imported variants lack (e.g. "
+            f"{lacking[0]}); import those images or choose other prompts, seeds or labels"
+        )
     if REFERENCE in {v for c in plan.comparisons for v in (c.variant_a, c.variant_b)}:
         plan.variants[REFERENCE] = _reference_variant(session)
 
@@ -330,7 +399,7 @@ def create_study(session: Session, spec: StudySpec) -> Study:
     # 4. Distinct images, shared with pairs and studies that already need them
     existing = _existing_images(session, plan)
     images = {}
-    for key in sorted(_distinct_images(plan, spec), key=repr):
+    for key in sorted(keys, key=repr):
         images[key] = existing.get(key)
         if images[key] is None:
             checkpoint_id, text, seed = key
@@ -347,7 +416,7 @@ def create_study(session: Session, spec: StudySpec) -> Study:
     session.flush()
 
     # 5. Image pairs (and their QC twins)
-    for c, label, text, seed in plan.pair_keys(spec):
+    for c, label, text, seed in kept:
         image_a = images[plan.image_key(c.variant_a, label, text, seed)]
         image_b = images[plan.image_key(c.variant_b, label, text, seed)]
         for qc_kind in (None, QC_KIND) if spec.qc_rate > 0 else (None,):
