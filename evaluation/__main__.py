@@ -4,6 +4,7 @@ python -m evaluation tally --votes votes.csv --format json
 python -m evaluation generate --study demo
 python -m evaluation demo
 python -m evaluation export --study demo --format csv --out votes.csv
+python -m evaluation import-images --variant NAME --manifest FILE.csv [--checkpoint LABEL]
 """
 
 import importlib
@@ -14,6 +15,7 @@ COMMANDS = {
     "generate": "evaluation.pregenerate",
     "demo": "evaluation.demo",
     "export": "evaluation.export_cli",
+    "import-images": "evaluation.imports",
 }
 
 
