@@ -54,6 +54,20 @@ class StudySpec:
     reference_comparisons: tuple[str, ...] = ()  # variants also compared with "reference"
     qc_rate: float = 0.0  # share of a voter's items that are quality-control repeats, in [0, 1]
     results_visible_to_voters: bool = False
+    # keep only these groups' one-difference sets (reference comparisons always stay); () = all
+    groups: tuple[str, ...] = ()
+    # keep only these (variant, variant) sets, either order (reference ones always stay); () = all
+    comparisons: tuple[tuple[str, str], ...] = ()
+    # allocation (Study columns): stop serving a comparison once it is settled, per-comparison
+    # vote cap (None = none), e-value threshold 1/alpha, equivalence margin delta around 0.5
+    stop_when_settled: bool = True
+    vote_cap: int | None = None
+    alpha: float = 0.05
+    delta: float = 0.1
+    reason_tags: tuple[str, ...] = ()  # up to MAX_REASON_TAGS short tags voters may attach
+
+
+MAX_REASON_TAGS = 6
 
 
 @dataclass(frozen=True)
@@ -135,13 +149,59 @@ def _check_text(field: str, text: str) -> None:
         raise StudyError(f"{field}: {text!r} contains the control character {bad!r}; remove it")
 
 
-def _resolve(session: Session, spec: StudySpec) -> _Plan:
+def _check_allocation(spec: StudySpec) -> None:
+    if not 0.0 < spec.alpha < 1.0:
+        raise StudyError(f"alpha: {spec.alpha!r} is outside (0, 1); e.g. 0.05")
+    if not 0.0 < spec.delta < 0.5:
+        raise StudyError(f"delta: {spec.delta!r} is outside (0, 0.5); e.g. 0.1")
+    if spec.vote_cap is not None and (isinstance(spec.vote_cap, bool) or spec.vote_cap < 1):
+        raise StudyError(f"vote_cap: {spec.vote_cap!r}; expected a positive integer or none")
+    tags = list(spec.reason_tags)
+    if len(tags) > MAX_REASON_TAGS or len(set(tags)) != len(tags):
+        raise StudyError(f"reason_tags: {tags!r}; expected at most {MAX_REASON_TAGS} distinct tags")
+    for i, tag in enumerate(tags):
+        if not isinstance(tag, str) or not tag.strip() or len(tag) > 32:
+            raise StudyError(f"reason_tags[{i}]: {tag!r}; expected 1 to 32 characters")
+        _check_text(f"reason_tags[{i}]", tag)
+
+
+def _select(comparisons: list[ComparisonSpec], spec: StudySpec) -> list[ComparisonSpec]:
+    """The derived comparisons `spec.groups` / `spec.comparisons` keep (reference ones stay)."""
+    derived = {c.group for c in comparisons if c.variant_a != REFERENCE}
+    for group in spec.groups:
+        if group not in derived:
+            raise StudyError(
+                f"groups: {group!r} is not a group of these variants ({sorted(derived)}); "
+                "drop it or add variants that differ in it"
+            )
+    pairs = {frozenset((c.variant_a, c.variant_b)) for c in comparisons}
+    for i, pair in enumerate(spec.comparisons):
+        if len(pair) != 2 or frozenset(pair) not in pairs:
+            raise StudyError(
+                f"comparisons[{i}]: {list(pair)!r} is not two variants of this study one "
+                "hyperparameter apart; fix the names or drop it"
+            )
+    wanted = {frozenset(pair) for pair in spec.comparisons}
+    return [
+        c
+        for c in comparisons
+        if c.variant_a == REFERENCE
+        or (
+            (not spec.groups or c.group in spec.groups)
+            and (not wanted or frozenset((c.variant_a, c.variant_b)) in wanted)
+        )
+    ]
+
+
+def _resolve(session: Session, spec: StudySpec, existing_ok: bool = False) -> _Plan:
     # 1. Plain fields
     if not spec.name.strip():
         raise StudyError(f"name: {spec.name!r} is empty; give the study a name")
     _check_text("name", spec.name)
-    if session.scalar(select(Study.id).where(Study.name == spec.name)) is not None:
+    exists = session.scalar(select(Study.id).where(Study.name == spec.name)) is not None
+    if exists and not existing_ok:
         raise StudyError(f"name: a study named {spec.name!r} already exists; choose another name")
+    _check_allocation(spec)
     if not 0.0 <= spec.qc_rate <= 1.0:
         raise StudyError(f"qc_rate: {spec.qc_rate!r} is outside [0, 1]; e.g. 0.1 for 10 %")
     if not spec.seeds or len(set(spec.seeds)) != len(spec.seeds):
@@ -186,6 +246,7 @@ def _resolve(session: Session, spec: StudySpec) -> _Plan:
         spec.base,
         include_reference=list(spec.reference_comparisons),
     )
+    comparisons = _select(comparisons, spec)
     if not comparisons:
         raise StudyError(
             f"variants: no two of {names} differ in exactly one hyperparameter and no "
@@ -379,6 +440,11 @@ def create_study(session: Session, spec: StudySpec) -> Study:
         status="draft",
         results_visible_to_voters=spec.results_visible_to_voters,
         qc_rate=spec.qc_rate,
+        stop_when_settled=spec.stop_when_settled,
+        vote_cap=spec.vote_cap,
+        alpha=spec.alpha,
+        delta=spec.delta,
+        reason_tags=list(spec.reason_tags),
     )
     session.add(study)
     for position, text in enumerate(plan.prompts):
@@ -396,6 +462,16 @@ def create_study(session: Session, spec: StudySpec) -> Study:
         study.comparisons.append(comparison_rows[c.name])
     session.flush()
 
+    # 4-6. Images, pairs and jobs
+    missing = _add_pairs(session, study, plan, spec, kept, keys, prompt_rows, comparison_rows)
+    study.status = "draft" if missing else "open"
+    session.flush()
+    return study
+
+
+def _add_pairs(session, study, plan, spec, kept, keys, prompt_rows, comparison_rows) -> list[int]:
+    """Images (get-or-create), the pairs in `kept` that do not exist yet (and QC twins) and
+    jobs; returns the ids of the images still without a file."""
     # 4. Distinct images, shared with pairs and studies that already need them
     existing = _existing_images(session, plan)
     images = {}
@@ -416,10 +492,27 @@ def create_study(session: Session, spec: StudySpec) -> Study:
     session.flush()
 
     # 5. Image pairs (and their QC twins)
+    have = {
+        tuple(row)
+        for row in session.execute(
+            select(
+                ImagePair.comparison_id,
+                ImagePair.prompt_id,
+                ImagePair.seed,
+                ImagePair.checkpoint_label,
+                ImagePair.qc_kind,
+            )
+            .join(Comparison, ImagePair.comparison_id == Comparison.id)
+            .where(Comparison.study_id == study.id)
+        )
+    }
     for c, label, text, seed in kept:
         image_a = images[plan.image_key(c.variant_a, label, text, seed)]
         image_b = images[plan.image_key(c.variant_b, label, text, seed)]
         for qc_kind in (None, QC_KIND) if spec.qc_rate > 0 else (None,):
+            key = (comparison_rows[c.name].id, prompt_rows[text].id, seed, label, qc_kind)
+            if key in have:
+                continue
             session.add(
                 ImagePair(
                     comparison_id=comparison_rows[c.name].id,
@@ -440,6 +533,138 @@ def create_study(session: Session, spec: StudySpec) -> Study:
     for image_id in missing:
         if image_id not in queued:
             session.add(GenerationJob(study_id=study.id, image_id=image_id, status="pending"))
-    study.status = "draft" if missing else "open"
+    return missing
+
+
+@dataclass(frozen=True)
+class StudyUpdate:
+    """What `update_study` changed."""
+
+    study: Study
+    changed: list[str]  # fields whose value changed, e.g. ["vote_cap", "prompts"]
+    pairs_added: int  # regular pairs added (new prompts, seeds, labels or comparisons)
+
+
+_FIXED = "would change or remove pairs voters may have judged; create a new study instead"
+
+
+def update_study(session: Session, spec: StudySpec) -> StudyUpdate:
+    """Bring the existing study `spec.name` to `spec` without destroying a pair.
+
+    Allowed: allocation options, reason tags, results visibility, the QC rate (while it stays
+    above zero, or stays zero), and additions (prompts, seeds, checkpoint labels, comparisons),
+    which add pairs, images and jobs. Refused with a StudyError naming the field: other SD
+    settings, another base variant, and removing a prompt, seed, label or comparison.
+    Does not commit.
+    """
+    # 1. Validate and compare with what the study has
+    study = session.scalar(select(Study).where(Study.name == spec.name))
+    if study is None:
+        raise StudyError(f"name: no study named {spec.name!r}; create it first")
+    plan = _resolve(session, spec, existing_ok=True)
+    if plan.settings_hash != study.settings_hash:
+        raise StudyError(f"settings: {spec.settings!r} differ from {study.settings!r}; {_FIXED}")
+    base = study.base_variant.name if study.base_variant else None
+    if spec.base != base:
+        raise StudyError(f"base: {spec.base!r} is not the study's base {base!r}; {_FIXED}")
+    old_prompts = [sp.prompt.text for sp in study.study_prompts]
+    old_comparisons = {(c.variant_a.name, c.variant_b.name): c for c in study.comparisons}
+    new_comparisons = {(c.variant_a, c.variant_b) for c in plan.comparisons}
+    for field_name, old, new in (
+        ("prompts", old_prompts, plan.prompts),
+        ("seeds", list(study.seeds), list(spec.seeds)),
+        ("checkpoint_labels", list(study.checkpoint_labels), list(spec.checkpoint_labels)),
+        (
+            "comparisons",
+            [" vs ".join(k) for k in old_comparisons],
+            [c.name for c in plan.comparisons],
+        ),
+    ):
+        gone = [value for value in old if value not in new]
+        if gone:
+            raise StudyError(f"{field_name}: {gone!r} would be removed; {_FIXED}")
+    if (study.qc_rate > 0) != (spec.qc_rate > 0):
+        raise StudyError(
+            f"qc_rate: {study.qc_rate!r} -> {spec.qc_rate!r} switches quality-control repeats "
+            f"on or off; {_FIXED}"
+        )
+
+    # 2. Plain fields
+    changed = []
+    for field_name in (
+        "qc_rate",
+        "results_visible_to_voters",
+        "stop_when_settled",
+        "vote_cap",
+        "alpha",
+        "delta",
+        "reason_tags",
+    ):
+        value = getattr(spec, field_name)
+        value = list(value) if isinstance(value, tuple) else value
+        if getattr(study, field_name) != value:
+            setattr(study, field_name, value)
+            changed.append(field_name)
+    for field_name, old, new in (
+        ("prompts", old_prompts, plan.prompts),
+        ("seeds", list(study.seeds), list(spec.seeds)),
+        ("checkpoint_labels", list(study.checkpoint_labels), list(spec.checkpoint_labels)),
+    ):
+        if old != new:
+            changed.append(field_name)
+    study.seeds, study.checkpoint_labels = list(spec.seeds), list(spec.checkpoint_labels)
+
+    # 3. Prompts (new ones get-or-created; positions follow the spec), comparisons added
+    prompt_rows = {
+        p.text: p for p in session.scalars(select(Prompt).where(Prompt.text.in_(plan.prompts)))
+    }
+    for text in plan.prompts:
+        if text not in prompt_rows:
+            prompt_rows[text] = Prompt(text=text, kind=prompt_kind(text), parts=prompt_parts(text))
+            session.add(prompt_rows[text])
+    positions = {sp.prompt.text: sp for sp in study.study_prompts}
+    for position, text in enumerate(plan.prompts):
+        if text in positions:
+            positions[text].position = position
+        else:
+            study.study_prompts.append(StudyPrompt(prompt=prompt_rows[text], position=position))
+    if REFERENCE in {v for c in plan.comparisons for v in (c.variant_a, c.variant_b)}:
+        plan.variants[REFERENCE] = _reference_variant(session)
+    comparison_rows = {}
+    for c in plan.comparisons:
+        row = old_comparisons.get((c.variant_a, c.variant_b))
+        if row is None:
+            row = Comparison(
+                variant_a_id=plan.variants[c.variant_a].id,
+                variant_b_id=plan.variants[c.variant_b].id,
+                group=c.group,
+                a_setting=c.a_setting,
+                b_setting=c.b_setting,
+                name=c.name,
+            )
+            study.comparisons.append(row)
+        comparison_rows[c.name] = row
+    if set(new_comparisons) - set(old_comparisons):
+        changed.append("comparisons")
     session.flush()
-    return study
+
+    # 4. Pairs, images and jobs for the additions
+    before = _count_pairs(session, study.id)
+    kept, keys, _, _ = _split_pairs(plan, spec, _existing_images(session, plan))
+    missing = _add_pairs(session, study, plan, spec, kept, keys, prompt_rows, comparison_rows)
+    session.flush()
+    added = _count_pairs(session, study.id) - before
+    if missing and study.status == "open":
+        study.status = "generating"  # voters keep judging the pairs whose images exist
+    return StudyUpdate(study=study, changed=changed, pairs_added=added)
+
+
+def _count_pairs(session: Session, study_id: int) -> int:
+    from sqlalchemy import func
+
+    return session.scalar(
+        select(func.count())
+        .select_from(ImagePair)
+        .join(Comparison, ImagePair.comparison_id == Comparison.id)
+        .where(Comparison.study_id == study_id, ImagePair.qc_kind.is_(None))
+    )
