@@ -5,6 +5,7 @@ python -m evaluation generate --study demo
 python -m evaluation demo
 python -m evaluation export --study demo --format csv --out votes.csv
 python -m evaluation import-images --variant NAME --manifest FILE.csv [--checkpoint LABEL]
+python -m evaluation study apply FILE.toml | study dump --study NAME [--out FILE.toml]
 """
 
 import importlib
@@ -16,6 +17,7 @@ COMMANDS = {
     "demo": "evaluation.demo",
     "export": "evaluation.export_cli",
     "import-images": "evaluation.imports",
+    "study": "evaluation.study_file",
 }
 
 
