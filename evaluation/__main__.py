@@ -6,6 +6,7 @@ python -m evaluation demo
 python -m evaluation export --study demo --format csv --out votes.csv
 python -m evaluation import-images --variant NAME --manifest FILE.csv [--checkpoint LABEL]
 python -m evaluation study apply FILE.toml | study dump --study NAME [--out FILE.toml]
+python -m evaluation report --study NAME --out DIR [--force]
 """
 
 import importlib
@@ -18,6 +19,7 @@ COMMANDS = {
     "export": "evaluation.export_cli",
     "import-images": "evaluation.imports",
     "study": "evaluation.study_file",
+    "report": "evaluation.report",
 }
 
 
