@@ -49,3 +49,12 @@ def test_photo_demo_rebuild_adds_nothing(tmp_path):
             assert s.scalar(select(func.count()).select_from(Image)) == again.images
     finally:
         engine.dispose()
+
+
+def test_demo_command_with_photos_builds_the_photo_demo(tmp_path, capsys):
+    """`python -m evaluation demo --photos` builds the photo demo, not the rendered one."""
+    from evaluation.demo import main
+
+    assert main(["--photos", "--data-dir", str(tmp_path)]) == 0
+    assert f"study:    {STUDY_NAME!r}" in capsys.readouterr().out
+    assert not (tmp_path / "demo").exists()

@@ -107,3 +107,20 @@ def test_command_line_exits_2_for_an_unknown_study(voted, tmp_path, capsys):
     argv = ["--study", "nope", "--out", str(tmp_path / "o"), "--database-url", url]
     assert main([*argv, "--data-dir", str(data_dir)]) == 2
     assert "no such study; existing studies: ['photo-demo']" in capsys.readouterr().err
+
+
+def test_report_and_import_modules_do_not_import_torch():
+    """The Results and Variants pages may import these modules without loading torch & co."""
+    import subprocess
+
+    code = (
+        "import sys, evaluation.report, evaluation.study_file, evaluation.imports, "
+        "evaluation.photo_demo; "
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
