@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Checkpoint, Image, Prompt, Variant
+from db.queries import plan as queries
 from deprojector.prompts import prompt_kind, prompt_parts
 
 IMAGES_KIND = "images"  # Variant.kind of an imported variant
@@ -330,7 +330,7 @@ def import_images(
         raise ImportRejected(f"--variant {variant!r} {problem}")
     hyperparameters = dict(hyperparameters or {})
     rows = read_manifest(manifest, checkpoint, limits)
-    row = session.scalar(select(Variant).where(Variant.name == variant))
+    row = queries.variants_by_name(session, [variant]).get(variant)
     if row is not None and row.kind != IMAGES_KIND:
         raise ImportRejected(
             f"--variant {variant!r}: a {row.kind} variant of that name exists; choose another "
@@ -347,13 +347,7 @@ def import_images(
     existing: dict[tuple[str, int, str], Image] = {}
     if row is not None:
         checkpoints = {c.label: c for c in row.checkpoints}
-        for image, text, label in session.execute(
-            select(Image, Prompt.text, Checkpoint.label)
-            .join(Prompt, Image.prompt_id == Prompt.id)
-            .join(Checkpoint, Image.checkpoint_id == Checkpoint.id)
-            .where(Checkpoint.variant_id == row.id)
-        ):
-            existing[(text, image.seed, label)] = image
+        existing = queries.variant_images(session, row.id)
     changed = [
         f"{Path(manifest).name} row {r.row}, column 'image': {r.image!r} differs from the image "
         f"already imported for ({r.prompt!r}, {r.seed}, {r.checkpoint!r}); import it under a "
@@ -374,7 +368,7 @@ def import_images(
         session.add(row)
         session.flush()
     texts = sorted({r.prompt for r in rows})
-    prompts = {p.text: p for p in session.scalars(select(Prompt).where(Prompt.text.in_(texts)))}
+    prompts = queries.prompts_by_text(session, texts)
     for text in texts:
         if text not in prompts:
             prompts[text] = Prompt(text=text, kind=prompt_kind(text), parts=prompt_parts(text))

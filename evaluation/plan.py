@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import (
@@ -32,6 +31,7 @@ from db.models import (
     StudyPrompt,
     Variant,
 )
+from db.queries import plan as queries
 from deprojector.prompts import prompt_kind, prompt_parts
 from deprojector.settings import SDSettings
 from evaluation.imports import IMAGES_KIND, IMPORTED
@@ -198,8 +198,7 @@ def _resolve(session: Session, spec: StudySpec, existing_ok: bool = False) -> _P
     if not spec.name.strip():
         raise StudyError(f"name: {spec.name!r} is empty; give the study a name")
     _check_text("name", spec.name)
-    exists = session.scalar(select(Study.id).where(Study.name == spec.name)) is not None
-    if exists and not existing_ok:
+    if not existing_ok and queries.study_named(session, spec.name) is not None:
         raise StudyError(f"name: a study named {spec.name!r} already exists; choose another name")
     _check_allocation(spec)
     if not 0.0 <= spec.qc_rate <= 1.0:
@@ -234,12 +233,12 @@ def _resolve(session: Session, spec: StudySpec, existing_ok: bool = False) -> _P
             )
     if spec.reference_comparisons:
         names = list(dict.fromkeys([*names, REFERENCE]))
-    rows = {v.name: v for v in session.scalars(select(Variant).where(Variant.name.in_(names)))}
+    rows = queries.variants_by_name(session, names)
     for name in names:
         if name not in rows:
             if name == REFERENCE:
                 continue  # the built-in reference is created on demand by create_study
-            known = session.scalars(select(Variant.name).order_by(Variant.name)).all()
+            known = queries.variant_names(session)
             raise StudyError(f"variants: unknown variant {name!r}; registered: {known}")
     comparisons = derive_comparisons(
         {name: rows[name].hyperparameters if name in rows else {} for name in names},
@@ -253,13 +252,7 @@ def _resolve(session: Session, spec: StudySpec, existing_ok: bool = False) -> _P
             "reference_comparisons were given; add variants one change away from the base"
         )
     used = {v for c in comparisons for v in (c.variant_a, c.variant_b)} - {REFERENCE}
-    checkpoints: dict[tuple[str, str], Checkpoint] = {}
-    for checkpoint, variant_name in session.execute(
-        select(Checkpoint, Variant.name)
-        .join(Variant, Checkpoint.variant_id == Variant.id)
-        .where(Variant.name.in_(used))
-    ):
-        checkpoints[(variant_name, checkpoint.label)] = checkpoint
+    checkpoints = queries.checkpoints_by_label(session, used)
     imported = frozenset(name for name in used if rows[name].kind == IMAGES_KIND)
     for name in sorted(used - imported):  # an imported variant's missing label: missing images
         for label in spec.checkpoint_labels:
@@ -313,26 +306,12 @@ def _split_pairs(plan: _Plan, spec: StudySpec, existing: dict[tuple, Image]):
 def _existing_images(session: Session, plan: _Plan) -> dict[tuple, Image]:
     """Images already in the database for this plan's prompts and settings, by image key
     (imported images of the plan's imported variants included)."""
-    rows = session.execute(
-        select(Image, Prompt.text)
-        .join(Prompt, Image.prompt_id == Prompt.id)
-        .where(Prompt.text.in_(plan.prompts), Image.settings_hash == plan.settings_hash)
+    found: dict[tuple, Image] = dict(
+        queries.rendered_images(session, plan.prompts, plan.settings_hash)
     )
-    found = {(image.checkpoint_id, text, image.seed): image for image, text in rows}
     if plan.imported:
-        rows = session.execute(
-            select(Image, Prompt.text, Checkpoint.label, Variant.name)
-            .join(Prompt, Image.prompt_id == Prompt.id)
-            .join(Checkpoint, Image.checkpoint_id == Checkpoint.id)
-            .join(Variant, Checkpoint.variant_id == Variant.id)
-            .where(
-                Prompt.text.in_(plan.prompts),
-                Image.settings_hash == IMPORTED,
-                Variant.name.in_(plan.imported),
-            )
-        )
-        for image, text, label, name in rows:
-            found[(IMPORTED, name, label, text, image.seed)] = image
+        imported = queries.imported_images(session, plan.prompts, plan.imported, IMPORTED)
+        found.update({(IMPORTED, *key): image for key, image in imported.items()})
     return found
 
 
@@ -388,7 +367,7 @@ def plan_summary(session: Session, spec: StudySpec) -> PlanSummary:
 
 
 def _reference_variant(session: Session) -> Variant:
-    variant = session.scalar(select(Variant).where(Variant.name == REFERENCE))
+    variant = queries.variants_by_name(session, [REFERENCE]).get(REFERENCE)
     if variant is None:
         variant = Variant(
             name=REFERENCE, kind="reference", hyperparameters={}, notes="no deprojector"
@@ -421,9 +400,7 @@ def create_study(session: Session, spec: StudySpec) -> Study:
         plan.variants[REFERENCE] = _reference_variant(session)
 
     # 2. Prompts (get-or-create by text; kind by the comma rule)
-    prompt_rows = {
-        p.text: p for p in session.scalars(select(Prompt).where(Prompt.text.in_(plan.prompts)))
-    }
+    prompt_rows = queries.prompts_by_text(session, plan.prompts)
     for text in plan.prompts:
         if text not in prompt_rows:
             prompt_rows[text] = Prompt(text=text, kind=prompt_kind(text), parts=prompt_parts(text))
@@ -492,20 +469,7 @@ def _add_pairs(session, study, plan, spec, kept, keys, prompt_rows, comparison_r
     session.flush()
 
     # 5. Image pairs (and their QC twins)
-    have = {
-        tuple(row)
-        for row in session.execute(
-            select(
-                ImagePair.comparison_id,
-                ImagePair.prompt_id,
-                ImagePair.seed,
-                ImagePair.checkpoint_label,
-                ImagePair.qc_kind,
-            )
-            .join(Comparison, ImagePair.comparison_id == Comparison.id)
-            .where(Comparison.study_id == study.id)
-        )
-    }
+    have = queries.study_pair_keys(session, study.id)
     for c, label, text, seed in kept:
         image_a = images[plan.image_key(c.variant_a, label, text, seed)]
         image_b = images[plan.image_key(c.variant_b, label, text, seed)]
@@ -527,9 +491,7 @@ def _add_pairs(session, study, plan, spec, kept, keys, prompt_rows, comparison_r
 
     # 6. Jobs for images not rendered and not already queued by another study
     missing = [image.id for image in images.values() if image.path is None]
-    queued = set(
-        session.scalars(select(GenerationJob.image_id).where(GenerationJob.image_id.in_(missing)))
-    )
+    queued = queries.queued_image_ids(session, missing)
     for image_id in missing:
         if image_id not in queued:
             session.add(GenerationJob(study_id=study.id, image_id=image_id, status="pending"))
@@ -558,7 +520,7 @@ def update_study(session: Session, spec: StudySpec) -> StudyUpdate:
     Does not commit.
     """
     # 1. Validate and compare with what the study has
-    study = session.scalar(select(Study).where(Study.name == spec.name))
+    study = queries.study_named(session, spec.name)
     if study is None:
         raise StudyError(f"name: no study named {spec.name!r}; create it first")
     plan = _resolve(session, spec, existing_ok=True)
@@ -615,9 +577,7 @@ def update_study(session: Session, spec: StudySpec) -> StudyUpdate:
     study.seeds, study.checkpoint_labels = list(spec.seeds), list(spec.checkpoint_labels)
 
     # 3. Prompts (new ones get-or-created; positions follow the spec), comparisons added
-    prompt_rows = {
-        p.text: p for p in session.scalars(select(Prompt).where(Prompt.text.in_(plan.prompts)))
-    }
+    prompt_rows = queries.prompts_by_text(session, plan.prompts)
     for text in plan.prompts:
         if text not in prompt_rows:
             prompt_rows[text] = Prompt(text=text, kind=prompt_kind(text), parts=prompt_parts(text))
@@ -649,22 +609,11 @@ def update_study(session: Session, spec: StudySpec) -> StudyUpdate:
     session.flush()
 
     # 4. Pairs, images and jobs for the additions
-    before = _count_pairs(session, study.id)
+    before = queries.regular_pair_count(session, study.id)
     kept, keys, _, _ = _split_pairs(plan, spec, _existing_images(session, plan))
     missing = _add_pairs(session, study, plan, spec, kept, keys, prompt_rows, comparison_rows)
     session.flush()
-    added = _count_pairs(session, study.id) - before
+    added = queries.regular_pair_count(session, study.id) - before
     if missing and study.status == "open":
         study.status = "generating"  # voters keep judging the pairs whose images exist
     return StudyUpdate(study=study, changed=changed, pairs_added=added)
-
-
-def _count_pairs(session: Session, study_id: int) -> int:
-    from sqlalchemy import func
-
-    return session.scalar(
-        select(func.count())
-        .select_from(ImagePair)
-        .join(Comparison, ImagePair.comparison_id == Comparison.id)
-        .where(Comparison.study_id == study_id, ImagePair.qc_kind.is_(None))
-    )

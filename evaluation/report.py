@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Study
+from db.queries.plan import study_named
 from db.queries.report import allocation_rule_counts, live_exclusions, study_images
 from db.queries.results import live_votes_frame
+from db.queries.studies import list_studies
 from evaluation.study import REFERENCE, canonical
 
 GRIDS_DIR = "grids"
@@ -446,10 +447,10 @@ def write_report(
     # 1. Check inputs
     out, data_dir = Path(out), Path(data_dir)
     _check_out(out, force)
-    study = session.scalar(select(Study).where(Study.name == study_name))
+    study = study_named(session, study_name)
     if study is None:
-        known = session.scalars(select(Study.name).order_by(Study.name)).all()
-        raise ReportError(f"--study {study_name!r}: no such study; existing studies: {list(known)}")
+        known = [s.name for s in list_studies(session)]
+        raise ReportError(f"--study {study_name!r}: no such study; existing studies: {known}")
 
     # 2. Votes, less those of excluded annotators
     votes = live_votes_frame(session, study.id)

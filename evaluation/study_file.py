@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Comparison, ImagePair, Study
+from db.models import Study
+from db.queries import plan as queries
+from db.queries.studies import list_studies
 from evaluation.plan import StudySpec, create_study, update_study
 from evaluation.study import REFERENCE, REFERENCE_GROUP, StudyError
 
@@ -147,26 +148,17 @@ def apply_study_file(session: Session, text: str, source: str = "study file") ->
     """Create the study the file describes, or update the existing study of that name
     (`evaluation.plan.update_study`: additions and allocation options only). Does not commit."""
     spec = parse_study_file(text, source)
-    exists = session.scalar(select(Study.id).where(Study.name == spec.name)) is not None
+    exists = queries.study_named(session, spec.name) is not None
     try:
         if not exists:
             study = create_study(session, spec)
-            return AppliedStudy(study, True, [], _regular_pairs(session, study.id))
+            return AppliedStudy(study, True, [], queries.regular_pair_count(session, study.id))
         update = update_study(session, spec)
     except StudyFileError:
         raise
     except StudyError as error:
         raise StudyFileError(f"{source}: {error}") from None
     return AppliedStudy(update.study, False, update.changed, update.pairs_added)
-
-
-def _regular_pairs(session: Session, study_id: int) -> int:
-    return session.scalar(
-        select(func.count())
-        .select_from(ImagePair)
-        .join(Comparison, ImagePair.comparison_id == Comparison.id)
-        .where(Comparison.study_id == study_id, ImagePair.qc_kind.is_(None))
-    )
 
 
 # -- writing -------------------------------------------------------------------------------------
@@ -215,9 +207,9 @@ def _lines(key: str, value: Any) -> list[str]:
 
 def dump_study(session: Session, name: str) -> str:
     """The study file of study `name` (StudyFileError when there is none)."""
-    study = session.scalar(select(Study).where(Study.name == name))
+    study = queries.study_named(session, name)
     if study is None:
-        known = session.scalars(select(Study.name).order_by(Study.name)).all()
+        known = [s.name for s in list_studies(session)]
         raise StudyFileError(f"--study {name!r}: no such study; existing studies: {list(known)}")
     base = study.base_variant.name
     variants = [base]
