@@ -473,6 +473,12 @@ def extract_zip(archive: str | Path | IO[bytes], folder: Path, limits: ImportLim
         raise ImportRejected(
             f"{label}: not a readable zip archive ({error}); re-create it"
         ) from None
+    except RuntimeError as error:  # zipfile: an encrypted entry
+        raise ImportRejected(f"{label}: {error}; upload an archive without a password") from None
+    except IsADirectoryError as error:  # "a" both a file and a folder in the archive
+        raise ImportRejected(
+            f"{label}: entry {error.filename!r} is both a file and a folder; re-create it"
+        ) from None
 
 
 def _find_manifest(folder: Path, manifest_name: str) -> Path:

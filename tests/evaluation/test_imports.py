@@ -443,3 +443,9 @@ def test_study_of_imported_variants_only_needs_no_rendering(factory, tmp_path):
         assert study.status != "draft"
     with factory() as s:
         assert s.scalar(select(Study.settings_hash)) == IMPORTED
+
+
+def test_file_that_is_not_a_zip_is_refused(factory, tmp_path):
+    """An upload that is not a zip archive is refused with the fix."""
+    with factory.begin() as s, pytest.raises(ImportRejected, match="not a readable zip archive"):
+        import_zip(s, tmp_path / "data", "photos", io.BytesIO(b"PK not really a zip"))
