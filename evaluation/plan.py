@@ -366,6 +366,16 @@ def plan_summary(session: Session, spec: StudySpec) -> PlanSummary:
     )
 
 
+def imported_gaps(
+    session: Session, spec: StudySpec, existing_ok: bool = False
+) -> tuple[list[MissingImage], int]:
+    """(images the imported variants lack, pairs left out for them), without the rest of
+    `plan_summary` (no tokenizer is loaded). Validates `spec`."""
+    plan = _resolve(session, spec, existing_ok=existing_ok)
+    _, _, missing, left_out = _split_pairs(plan, spec, _existing_images(session, plan))
+    return missing, left_out
+
+
 def _reference_variant(session: Session) -> Variant:
     variant = queries.variants_by_name(session, [REFERENCE]).get(REFERENCE)
     if variant is None:
@@ -505,6 +515,8 @@ class StudyUpdate:
     study: Study
     changed: list[str]  # fields whose value changed, e.g. ["vote_cap", "prompts"]
     pairs_added: int  # regular pairs added (new prompts, seeds, labels or comparisons)
+    missing_images: list[MissingImage] = field(default_factory=list)  # imported variants lack
+    pairs_left_out: int = 0  # pairs not created because they need one of those images
 
 
 _FIXED = "would change or remove pairs voters may have judged; create a new study instead"
@@ -610,10 +622,16 @@ def update_study(session: Session, spec: StudySpec) -> StudyUpdate:
 
     # 4. Pairs, images and jobs for the additions
     before = queries.regular_pair_count(session, study.id)
-    kept, keys, _, _ = _split_pairs(plan, spec, _existing_images(session, plan))
+    kept, keys, lacking, left_out = _split_pairs(plan, spec, _existing_images(session, plan))
     missing = _add_pairs(session, study, plan, spec, kept, keys, prompt_rows, comparison_rows)
     session.flush()
     added = queries.regular_pair_count(session, study.id) - before
     if missing and study.status == "open":
         study.status = "generating"  # voters keep judging the pairs whose images exist
-    return StudyUpdate(study=study, changed=changed, pairs_added=added)
+    return StudyUpdate(
+        study=study,
+        changed=changed,
+        pairs_added=added,
+        missing_images=lacking,
+        pairs_left_out=left_out,
+    )

@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from db.models import Study
 from db.queries import plan as queries
 from db.queries.studies import list_studies
-from evaluation.plan import StudySpec, create_study, update_study
+from evaluation.plan import MissingImage, StudySpec, create_study, imported_gaps, update_study
 from evaluation.study import REFERENCE, REFERENCE_GROUP, StudyError
 
 # key -> (expected type, as said in messages); `settings` and `allocation` are tables
@@ -62,6 +62,8 @@ class AppliedStudy:
     created: bool  # False: an existing study was updated
     changed: list[str]  # fields changed by an update
     pairs_added: int  # regular pairs this apply created
+    pairs_left_out: int = 0  # pairs not created: they need images imported variants lack
+    missing_images: list[MissingImage] = field(default_factory=list)
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -151,14 +153,23 @@ def apply_study_file(session: Session, text: str, source: str = "study file") ->
     exists = queries.study_named(session, spec.name) is not None
     try:
         if not exists:
+            missing, left_out = imported_gaps(session, spec)
             study = create_study(session, spec)
-            return AppliedStudy(study, True, [], queries.regular_pair_count(session, study.id))
+            pairs = queries.regular_pair_count(session, study.id)
+            return AppliedStudy(study, True, [], pairs, left_out, missing)
         update = update_study(session, spec)
     except StudyFileError:
         raise
     except StudyError as error:
         raise StudyFileError(f"{source}: {error}") from None
-    return AppliedStudy(update.study, False, update.changed, update.pairs_added)
+    return AppliedStudy(
+        update.study,
+        False,
+        update.changed,
+        update.pairs_added,
+        update.pairs_left_out,
+        update.missing_images,
+    )
 
 
 # -- writing -------------------------------------------------------------------------------------
@@ -301,11 +312,19 @@ def main(argv: list[str] | None = None) -> int:
             with session_factory(engine).begin() as s:
                 result = apply_study_file(s, text, source=path.name)
                 if result.created:
-                    print(f"created study {result.study.name!r} ({result.study.status})")
+                    print(
+                        f"created study {result.study.name!r} ({result.study.status}), "
+                        f"{result.pairs_added} pairs"
+                    )
                 else:
                     print(
                         f"updated study {result.study.name!r}: changed {result.changed or 'nothing'}"
                         f", {result.pairs_added} pairs added"
+                    )
+                if result.pairs_left_out:
+                    print(
+                        f"{result.pairs_left_out} pairs left out: imported variants lack "
+                        f"{len(result.missing_images)} images, e.g. {result.missing_images[0]}"
                     )
         else:
             with session_factory(engine)() as s:

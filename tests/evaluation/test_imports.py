@@ -449,3 +449,28 @@ def test_file_that_is_not_a_zip_is_refused(factory, tmp_path):
     """An upload that is not a zip archive is refused with the fix."""
     with factory.begin() as s, pytest.raises(ImportRejected, match="not a readable zip archive"):
         import_zip(s, tmp_path / "data", "photos", io.BytesIO(b"PK not really a zip"))
+
+
+def test_update_adding_a_seed_imported_variants_lack_counts_the_left_out_pairs(factory, tmp_path):
+    """A new seed without imported images adds no pair and says how many were left out."""
+    from dataclasses import replace
+
+    from evaluation.plan import update_study
+
+    with factory.begin() as s:
+        for name, blur, colour in (("p0", 0, (1, 2, 3)), ("p1", 1, (9, 9, 9))):
+            folder = good_folder(tmp_path / name, colour=colour)
+            import_images(s, tmp_path / "data", name, folder, hyperparameters={"blur": blur})
+    spec = StudySpec(
+        name="photos",
+        variants=("p0", "p1"),
+        base="p0",
+        checkpoint_labels=("imported",),
+        prompts=PROMPTS,
+    )
+    with factory.begin() as s:
+        create_study(s, spec)
+    with factory.begin() as s:
+        update = update_study(s, replace(spec, seeds=(0, 7)))
+        assert (update.changed, update.pairs_added, update.pairs_left_out) == (["seeds"], 0, 2)
+        assert MissingImage("p0", "imported", "a cat", 7) in update.missing_images
