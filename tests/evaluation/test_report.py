@@ -124,3 +124,30 @@ def test_report_and_import_modules_do_not_import_torch():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_report_of_a_rendered_study_without_files_marks_missing_cells(tmp_path):
+    """A study whose images are not on disk (and has no votes) still gets every file; its
+    grids are one per label and prompt kind, with grey "missing" cells."""
+    from db.engine import upgrade
+    from db.synthetic import create_synthetic_study
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'arena.sqlite3'}")
+    upgrade(engine)
+    try:
+        with session_factory(engine).begin() as s:
+            create_synthetic_study(s, "synthetic", n_comparisons=2, n_prompts=4)
+        with session_factory(engine)() as s:
+            result = write_report(s, tmp_path, "synthetic", tmp_path / "out")
+    finally:
+        engine.dispose()
+    assert [f for f in result.files if f.startswith("grids/")] == [
+        "grids/epoch-10-composed.png",
+        "grids/epoch-10-single.png",
+        "grids/epoch-8-composed.png",
+        "grids/epoch-8-single.png",
+    ]
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "No votes have been counted yet." in html
+    with PILImage.open(tmp_path / "out" / "grids" / "epoch-8-single.png") as grid:
+        assert grid.getpixel((grid.width - 20, grid.height - 20)) == (225, 225, 225)
