@@ -9,6 +9,7 @@ from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFont
 
 MARGIN = 8  # pixels between cells
+MIN_CELL = 128  # pixels: the narrowest column (images are never scaled)
 BACKGROUND = (255, 255, 255)
 MISSING = (225, 225, 225)  # a cell without an image file
 TEXT = (20, 20, 20)
@@ -43,20 +44,22 @@ def grid_image(
         if path is not None and Path(path).is_file():
             with PILImage.open(path) as image:
                 images[key] = image.convert("RGB")
-    cell_w = max((i.width for i in images.values()), default=64)
+    # cells at least MIN_CELL wide so that prompts stay legible above small images
+    cell_w = max([MIN_CELL, *(i.width for i in images.values())])
     cell_h = max((i.height for i in images.values()), default=64)
 
     # 2. Label sizes
     font = _font(max(12, min(24, cell_w // 16)))
     probe = ImageDraw.Draw(PILImage.new("RGB", (1, 1)))
     chars = max(8, cell_w // max(1, _text_size(probe, "m", font)[0]))
-    headers = ["\n".join(textwrap.wrap(c, chars)[:4]) for c in columns]
+    headers = ["\n".join(textwrap.wrap(c, chars, break_long_words=False)[:4]) for c in columns]
     header_h = max((_text_size(probe, h, font)[1] for h in headers), default=0) + MARGIN
     label_w = max((_text_size(probe, r, font)[0] for r in rows), default=0) + 2 * MARGIN
     title_h = _text_size(probe, title, font)[1] + 2 * MARGIN
 
     # 3. Canvas, labels, cells
     width = label_w + len(columns) * (cell_w + MARGIN) + MARGIN
+    width = max(width, _text_size(probe, title, font)[0] + 2 * MARGIN)
     height = title_h + header_h + len(rows) * (cell_h + MARGIN) + MARGIN
     canvas = PILImage.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
