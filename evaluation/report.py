@@ -495,6 +495,23 @@ def write_report(
     return ReportResult(out=out, files=files, votes=len(votes), excluded_votes=excluded_votes)
 
 
+def report_zip(
+    session: Session, data_dir: str | Path, study_name: str, *, rounds: int = 200, seed: int = 0
+) -> bytes:
+    """The report as the bytes of a zip (`<study>-report/` with the same files), for a
+    download button; written to a temporary folder that is removed afterwards."""
+    import zipfile
+
+    with tempfile.TemporaryDirectory(prefix="arena-report-") as temp:
+        folder = Path(temp) / f"{_slug(study_name)}-report"
+        result = write_report(session, data_dir, study_name, folder, rounds=rounds, seed=seed)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name in result.files:
+                archive.write(folder / name, f"{folder.name}/{name}")
+        return buffer.getvalue()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 when written, 2 when refused (reason on stderr)."""
     parser = argparse.ArgumentParser(

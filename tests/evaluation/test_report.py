@@ -151,3 +151,30 @@ def test_report_of_a_rendered_study_without_files_marks_missing_cells(tmp_path):
     assert "No votes have been counted yet." in html
     with PILImage.open(tmp_path / "out" / "grids" / "epoch-8-single.png") as grid:
         assert grid.getpixel((grid.width - 20, grid.height - 20)) == (225, 225, 225)
+
+
+def test_report_zip_holds_the_same_files(voted):
+    """The Results page's download: a zip of the report folder."""
+    import io
+    import zipfile
+
+    from evaluation.report import report_zip
+
+    data_dir, url = voted
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as s:
+            data = report_zip(s, data_dir, STUDY_NAME)
+    finally:
+        engine.dispose()
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert sorted(names) == [
+        f"photo-demo-report/{name}"
+        for name in (
+            "grids/photo-composed.png",
+            "grids/photo-single.png",
+            "report.html",
+            "tables.md",
+            "votes.csv",
+        )
+    ]
