@@ -203,3 +203,45 @@ def test_dump_refuses_to_overwrite_without_force(factory, tmp_path, capsys):
     assert "pass --force" in capsys.readouterr().err
     argv = ["dump", "--study", "article", "--out", str(out), "--force", "--database-url", url]
     assert main(argv) == 0
+
+
+def test_groups_keep_only_those_hyperparameters_sets(factory):
+    """`groups` keeps the named hyperparameters' sets (and the reference comparison)."""
+    text = STUDY.replace(
+        'reference_comparisons = ["vt-1"]',
+        'reference_comparisons = ["vt-1"]\ngroups = ["vicinity"]',
+    )
+    with factory.begin() as s:
+        study = apply_study_file(s, text).study
+        assert {c.group for c in study.comparisons} == {"vicinity", "deprojector"}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("alpha = 0.05", "alpha = 1.5", "a.toml: alpha: 1.5 is outside (0, 1); e.g. 0.05"),
+        (
+            "vote_cap = 40",
+            "vote_cap = 0",
+            "a.toml: vote_cap: 0; expected a positive integer or none",
+        ),
+        (
+            'reason_tags = ["anatomy", "text"]',
+            'reason_tags = ["a", "b", "c", "d", "e", "f", "g"]',
+            "a.toml: reason_tags: ['a', 'b', 'c', 'd', 'e', 'f', 'g']; expected at most 6 "
+            "distinct tags",
+        ),
+        (
+            'reference_comparisons = ["vt-1"]',
+            'reference_comparisons = ["vt-1"]\ngroups = ["colour"]',
+            "a.toml: groups: 'colour' is not a group of these variants (['embed_dim', "
+            "'vicinity']); drop it or add variants that differ in it",
+        ),
+    ],
+    ids=["alpha", "vote-cap", "tags", "group"],
+)
+def test_bad_allocation_or_selection_is_refused(factory, old, new, message):
+    """Allocation options and groups are checked, naming the key, the value and the fix."""
+    with factory.begin() as s, pytest.raises(StudyFileError) as error:
+        apply_study_file(s, STUDY.replace(old, new), source="a.toml")
+    assert str(error.value) == message
