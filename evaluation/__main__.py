@@ -4,6 +4,9 @@ python -m evaluation tally --votes votes.csv --format json
 python -m evaluation generate --study demo
 python -m evaluation demo
 python -m evaluation export --study demo --format csv --out votes.csv
+python -m evaluation import-images --variant NAME --manifest FILE.csv [--checkpoint LABEL]
+python -m evaluation study apply FILE.toml | study dump --study NAME [--out FILE.toml]
+python -m evaluation report --study NAME --out DIR [--force]
 """
 
 import importlib
@@ -14,6 +17,9 @@ COMMANDS = {
     "generate": "evaluation.pregenerate",
     "demo": "evaluation.demo",
     "export": "evaluation.export_cli",
+    "import-images": "evaluation.imports",
+    "study": "evaluation.study_file",
+    "report": "evaluation.report",
 }
 
 

@@ -2,6 +2,7 @@
 
     python -m evaluation demo                      # into ARENA_DATA_DIR (default ./data)
     python -m evaluation demo --data-dir /tmp/arena
+    python -m evaluation demo --photos             # the photo demo (evaluation.photo_demo)
 
 Builds a tiny CLIP and a tiny Stable Diffusion pipeline (random weights), training data from a
 short caption list, seven tiny VT variants in the article's 2x2x2-minus-one design (2 epochs
@@ -283,8 +284,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m evaluation demo", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--data-dir", default=None, help="default: ARENA_DATA_DIR, else ./data")
+    parser.add_argument(
+        "--photos", action="store_true", help="the photo demo instead (evaluation.photo_demo)"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.photos:
+        from evaluation.photo_demo import main as photo_main
+
+        return photo_main(args.data_dir)
 
     def show(fraction: float, message: str) -> None:
         print(f"[{fraction:4.0%}] {message}", flush=True)

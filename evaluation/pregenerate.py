@@ -32,6 +32,7 @@ from sqlalchemy import Engine, func, or_, select, union, update
 from sqlalchemy.orm import Session
 
 from db.models import Checkpoint, Comparison, GenerationJob, Image, ImagePair, Prompt, Study
+from evaluation.imports import IMPORTED
 
 IMAGES_DIR = "images"  # under the data directory
 TEMP_PREFIX = ".tmp-"  # temporary image files start with this
@@ -207,7 +208,11 @@ def _requeue_missing_files(session: Session, study_id: int, data_dir: Path) -> i
     """Images whose row has a path but whose file is gone go back to the queue."""
     requeued = 0
     images = session.scalars(
-        select(Image).where(Image.id.in_(_study_image_ids(study_id)), Image.path.is_not(None))
+        select(Image).where(
+            Image.id.in_(_study_image_ids(study_id)),
+            Image.path.is_not(None),
+            Image.settings_hash != IMPORTED,  # an imported file cannot be rendered again
+        )
     )
     for image in images:
         if not (data_dir / image.path).is_file():
@@ -326,7 +331,7 @@ def _checkpoint_folders(session: Session, study_id: int, data_dir: Path) -> dict
     rows = session.execute(
         select(Checkpoint.id, Checkpoint.path)
         .join(Image, Image.checkpoint_id == Checkpoint.id)
-        .where(Image.id.in_(_study_image_ids(study_id)))
+        .where(Image.id.in_(_study_image_ids(study_id)), Image.settings_hash != IMPORTED)
         .distinct()
     )
     return {checkpoint_id: data_dir / path for checkpoint_id, path in rows}
