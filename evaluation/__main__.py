@@ -1,6 +1,7 @@
 """Command-line entry points of the evaluation package.
 
 python -m evaluation tally --votes votes.csv --format json
+python -m evaluation decide --votes votes.csv --format json
 python -m evaluation generate --study demo
 python -m evaluation demo
 python -m evaluation export --study demo --format csv --out votes.csv
@@ -14,6 +15,7 @@ import sys
 
 COMMANDS = {
     "tally": "evaluation.tally_cli",
+    "decide": "evaluation.decide_cli",
     "generate": "evaluation.pregenerate",
     "demo": "evaluation.demo",
     "export": "evaluation.export_cli",
