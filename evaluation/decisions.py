@@ -37,6 +37,7 @@ EQUIVALENCE_CONFIDENCE = 0.99  # the study looks after every vote (decision-rule
 EQUIVALENCE_MIN_VOTES = 10  # decisive votes before `equivalent` can be called
 NEEDED_MIN_VOTES = 6  # below this many decisive votes no estimate is given
 NEEDED_MAX = 10_000  # estimates above this are reported as none
+LOG_E_MAX = 690.0  # e-values are reported up to e^690 (~1e300): JSON has no infinity
 STABLE_SHARE = 0.95  # a group is settled when its verdict holds in this share of resamples
 
 
@@ -362,7 +363,7 @@ def decide(
             "y_wins": y,
             "ties": t,
             "leader": np.where(x > y, "x", np.where(y > x, "y", None)).astype(object),
-            "e_value": np.exp(log_e_value(x + y, np.maximum(x, y))),
+            "e_value": np.exp(np.minimum(log_e_value(x + y, np.maximum(x, y)), LOG_E_MAX)),
             "status": status,
             "votes_needed": votes_needed(x, y, t, settings),
         },

@@ -309,3 +309,14 @@ def test_cli_settings_reject_bad_values():
         DecisionSettings(alpha=1.5)
     with pytest.raises(ValueError, match="delta"):
         DecisionSettings(delta=0.7)
+
+
+def test_huge_e_values_stay_finite_json():
+    """Thousands of one-sided votes give an e-value beyond float range: reported as ~1e300,
+    so the JSON stays valid (no Infinity)."""
+    import json
+
+    board = decide(votes_frame(comparison_votes(3000, 0)), rounds=10)
+    value = board.to_json()["comparisons"][0]["e_value"]
+    assert 1e299 < value < float("inf")
+    json.dumps(board.to_json(), allow_nan=False)
