@@ -24,10 +24,12 @@ def create_synthetic_study(
     n_prompts: int = 6,
     seeds: Sequence[int] = (0,),
     labels: Sequence[str] = ("epoch-8", "epoch-10"),
+    stop_when_settled: bool = False,
 ) -> Study:
     """A study whose base variant `<name>-v0` is compared with `<name>-v1..vN`, each differing
     in its own hyperparameter `h<i>` (0 on side A, 1 on side B); pairs = comparisons x labels x
-    prompts x seeds. Every second prompt is composed (has a comma)."""
+    prompts x seeds. Every second prompt is composed (has a comma). `stop_when_settled` is off
+    by default (the full grid), so tests and benchmarks see every pair unless they ask."""
     # 1. Variants and one checkpoint per label
     variants = [
         Variant(
@@ -75,6 +77,7 @@ def create_synthetic_study(
         checkpoint_labels=list(labels),
         base_variant=variants[0],
         status="open",
+        stop_when_settled=stop_when_settled,
     )
     s.add(study)
     s.add_all(StudyPrompt(study=study, prompt=p, position=k) for k, p in enumerate(prompts))
