@@ -2,11 +2,13 @@
 
     .venv/bin/python bench/next_pair_bench.py                       # a big study, 1 and 4 voters
     .venv/bin/python bench/next_pair_bench.py --prompts 12 --seeds 2 --calls 50
+    .venv/bin/python bench/next_pair_bench.py --stop-when-settled   # the adaptive allocation
 
 Builds a SQLite study with 9 comparisons x 2 checkpoints x PROMPTS x SEEDS pairs (db.synthetic),
 pre-fills VOTES_PER_VOTER live votes for 20 voters, then times next_pair (read transaction) +
 record_vote (write transaction), as the vote page does, from 1 and from 4 concurrent threads.
-Prints median and p95 in ms.
+Prints median and p95 in ms. The bulk-filled votes are ties, so that with --stop-when-settled
+every comparison stays open (the scheduler then also counts every comparison's outcomes).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--votes-per-voter", type=int, default=500)
     parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument("--stop-when-settled", action="store_true")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,7 +76,12 @@ def main() -> None:
         factories = (session_factory(engine.execution_options(sqlite_begin="DEFERRED")), factory)
         with factory.begin() as s:
             study = create_synthetic_study(
-                s, "bench", n_comparisons=9, n_prompts=args.prompts, seeds=range(args.seeds)
+                s,
+                "bench",
+                n_comparisons=9,
+                n_prompts=args.prompts,
+                seeds=range(args.seeds),
+                stop_when_settled=args.stop_when_settled,
             )
             voters = [annotator_id for annotator_id, _ in create_voters(s, 20)]
             study_id = study.id
@@ -82,14 +90,15 @@ def main() -> None:
             run(factories, [voter], study_id, args.votes_per_voter // 50)
         with engine.begin() as connection:  # bulk-fill the rest quickly, as sqlite rows
             connection.exec_driver_sql(
-                "INSERT INTO votes (pair_id, annotator_id, left_image_id, left_side, choice, "
-                "shown_at, voted_at) SELECT p.id, a.id, p.image_a_id, 'a', 'left', "
+                "INSERT INTO votes (pair_id, annotator_id, left_image_id, left_side, choice, tags, "
+                "shown_at, voted_at) SELECT p.id, a.id, p.image_a_id, 'a', 'tie', '[]', "
                 "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM image_pairs p, annotators a "
                 f"WHERE p.id % {max(pairs // args.votes_per_voter, 1)} = 0 AND NOT EXISTS "
                 "(SELECT 1 FROM votes v WHERE v.pair_id = p.id AND v.annotator_id = a.id)"
             )
             votes = connection.exec_driver_sql("SELECT count(*) FROM votes").scalar()
-        print(f"study: {pairs} pairs, 20 voters, {votes} live votes already")
+        mode = "stop when settled" if args.stop_when_settled else "full grid"
+        print(f"study ({mode}): {pairs} pairs, 20 voters, {votes} live votes already")
         alone = []
         for voter in voters[:4] * 25:  # the scheduler by itself: read transaction, no vote
             start = time.perf_counter()

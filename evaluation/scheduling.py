@@ -48,6 +48,13 @@ def _rank(seed: int, annotator_id: int, pair_id: int, salt: str = "") -> bytes:
     return hashlib.blake2b(text, digest_size=8).digest()
 
 
+def _pair_ranks(seed: int, annotator_id: int, pair_ids) -> list[bytes]:
+    """`_rank(seed, annotator_id, pair_id)` for many pairs (the prefix encoded once)."""
+    prefix = f"{seed}:{annotator_id}:".encode()
+    blake2b = hashlib.blake2b
+    return [blake2b(b"%s%d:" % (prefix, pid), digest_size=8).digest() for pid in pair_ids]
+
+
 def decision_settings(allocation) -> DecisionSettings:
     """The study's decision settings from its `q.study_allocation` row."""
     return DecisionSettings(
@@ -65,7 +72,7 @@ def comparison_statuses(
         if allocation is None:
             raise LookupError(f"study_id={study_id}: no such study")
         settings = decision_settings(allocation)
-    comparisons = sorted(q.pair_totals(session, study_id))
+    comparisons = q.study_comparisons(session, study_id)
     outcomes = q.comparison_outcomes(session, study_id)
     counts = [outcomes.get(cid, (0, 0, 0)) for cid in comparisons]
     status = comparison_status(
@@ -116,22 +123,22 @@ def _side(session: Session, annotator_id: int, pair_id: int, seed: int) -> str:
     return "a" if _rank(seed, annotator_id, pair_id, "side")[0] % 2 == 0 else "b"
 
 
-def _pick_grid(session: Session, annotator_id: int, study_id: int, seed: int, counts):
+def _pick_grid(session: Session, annotator_id: int, study_id: int, seed: int, own):
     """(pair id, comparison id) from the comparison the annotator has judged least, or None."""
     # Comparisons by (the annotator's votes in it, seeded hash): the first with an open pair
     order = sorted(
-        (cid for cid, (voted, total) in counts.items() if voted < total),
-        key=lambda cid: (counts[cid][0], _rank(seed, annotator_id, cid, "comparison")),
+        q.study_comparisons(session, study_id),
+        key=lambda cid: (own.get(cid, 0), _rank(seed, annotator_id, cid, "comparison")),
     )
     for comparison_id in order:
-        candidates = q.open_pairs(session, annotator_id, comparison_id)
+        candidates = q.open_pair_ids(session, annotator_id, comparison_id)
         if candidates:
-            pair = min(candidates, key=lambda r: _rank(seed, annotator_id, r.id))
-            return pair.id, comparison_id
+            ranks = _pair_ranks(seed, annotator_id, candidates)
+            return candidates[min(range(len(candidates)), key=ranks.__getitem__)], comparison_id
     return None
 
 
-def _pick_open(session: Session, annotator_id: int, study_id: int, seed: int, counts, statuses):
+def _pick_open(session: Session, annotator_id: int, study_id: int, seed: int, statuses):
     """(pair id, comparison id) under stop-when-settled, or None.
 
     Open comparisons only: those still in warm-up (under 6 decisive votes) first, then the least
@@ -139,11 +146,7 @@ def _pick_open(session: Session, annotator_id: int, study_id: int, seed: int, co
     seed, so prompts stay balanced.
     """
     order = sorted(
-        (
-            cid
-            for cid, (status, _, _) in statuses.items()
-            if status == "open" and counts.get(cid, (0, 0))[0] < counts.get(cid, (0, 0))[1]
-        ),
+        (cid for cid, (status, _, _) in statuses.items() if status == "open"),
         key=lambda cid: (
             statuses[cid][1] >= WARMUP_VOTES,
             statuses[cid][2],
@@ -159,16 +162,18 @@ def _pick_open(session: Session, annotator_id: int, study_id: int, seed: int, co
             by_prompt[prompt_id] += votes
             by_checkpoint[label] += votes
             by_seed[image_seed] += votes
-        pair = min(
-            candidates,
-            key=lambda r: (
-                by_prompt[r.prompt_id],
-                by_checkpoint[r.checkpoint_label],
-                by_seed[r.seed],
-                _rank(seed, annotator_id, r.id),
+        rows = [tuple(r) for r in candidates]  # (id, prompt_id, checkpoint_label, seed)
+        ranks = _pair_ranks(seed, annotator_id, [r[0] for r in rows])
+        best = min(
+            range(len(rows)),
+            key=lambda i: (
+                by_prompt[rows[i][1]],
+                by_checkpoint[rows[i][2]],
+                by_seed[rows[i][3]],
+                ranks[i],
             ),
         )
-        return pair.id, comparison_id
+        return rows[best][0], comparison_id
     return None
 
 
@@ -194,9 +199,7 @@ def next_pair(
     allocation = q.study_allocation(session, study_id)
     if allocation is None:
         raise LookupError(f"study_id={study_id}: no such study")
-    totals = q.pair_totals(session, study_id)
     own = q.own_votes(session, annotator_id, study_id)
-    counts = {cid: (own.get(cid, 0), total) for cid, total in totals.items()}
     regular_votes = sum(own.values())
     statuses = None
     if allocation.stop_when_settled:
@@ -215,9 +218,9 @@ def next_pair(
                 choice, qc = (pair_id, comparison_id), True
     if choice is None:
         if statuses is None:
-            choice = _pick_grid(session, annotator_id, study_id, seed, counts)
+            choice = _pick_grid(session, annotator_id, study_id, seed, own)
         else:
-            choice = _pick_open(session, annotator_id, study_id, seed, counts, statuses)
+            choice = _pick_open(session, annotator_id, study_id, seed, statuses)
         if choice is None:
             return None
         left_side = _side(session, annotator_id, choice[0], seed)

@@ -1,13 +1,14 @@
 """The scheduler's queries (`evaluation.scheduling.next_pair` runs them after every vote).
 
 Statements are built once at import (building costs more than running them on the vote page's
-hot path) and take bind parameters. Counts over all annotators leave out the votes of
+hot path), take bind parameters and run as Core statements on the session's connection (no ORM
+row processing: the open pairs of a big comparison are thousands of rows). Counts over all annotators leave out the votes of
 annotators with a live exclusion from the study (`AnnotatorExclusion.restored_at IS NULL`).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Row, and_, bindparam, case, func, or_, select
+from sqlalchemy import Row, and_, bindparam, case, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from db.models import (
@@ -32,10 +33,13 @@ _STUDY_ALLOCATION = select(
     Study.qc_rate, Study.stop_when_settled, Study.alpha, Study.delta, Study.vote_cap
 ).where(Study.id == bindparam("study_id"))
 
-_PAIR_TOTALS = (
-    select(ImagePair.comparison_id, func.count(ImagePair.id))
-    .where(ImagePair.comparison_id.in_(_COMPARISONS), ImagePair.qc_kind.is_(None))
-    .group_by(ImagePair.comparison_id)
+_WITH_PAIRS = (
+    select(Comparison.id)
+    .where(
+        Comparison.study_id == bindparam("study_id"),
+        exists().where(ImagePair.comparison_id == Comparison.id, ImagePair.qc_kind.is_(None)),
+    )
+    .order_by(Comparison.id)
 )
 
 _OWN_VOTES = (
@@ -98,6 +102,8 @@ _OPEN_PAIRS = (
         _OWN_LIVE.id.is_(None),
     )
 )
+
+_OPEN_PAIR_IDS = _OPEN_PAIRS.with_only_columns(ImagePair.id)
 
 _CELL_VOTES = (
     select(ImagePair.prompt_id, ImagePair.checkpoint_label, ImagePair.seed, func.count(Vote.id))
@@ -174,26 +180,30 @@ _PAIR_VIEW = (
 )
 
 
+def _run(s: Session, statement, params: dict):
+    return s.connection().execute(statement, params)
+
+
 def study_allocation(s: Session, study_id: int) -> Row | None:
     """(qc_rate, stop_when_settled, alpha, delta, vote_cap) of the study, None if it is absent."""
-    return s.execute(_STUDY_ALLOCATION, {"study_id": study_id}).one_or_none()
+    return _run(s, _STUDY_ALLOCATION, {"study_id": study_id}).one_or_none()
 
 
-def pair_totals(s: Session, study_id: int) -> dict[int, int]:
-    """comparison id -> regular (non-QC) pairs, for every comparison of the study with pairs."""
-    return dict(s.execute(_PAIR_TOTALS, {"study_id": study_id}).all())
+def study_comparisons(s: Session, study_id: int) -> list[int]:
+    """Ids of the study's comparisons that have regular (non-QC) pairs, ascending."""
+    return list(_run(s, _WITH_PAIRS, {"study_id": study_id}).scalars())
 
 
 def own_votes(s: Session, annotator_id: int, study_id: int) -> dict[int, int]:
     """comparison id -> the annotator's live votes on its regular pairs (absent: none)."""
     params = {"annotator_id": annotator_id, "study_id": study_id}
-    return dict(s.execute(_OWN_VOTES, params).all())
+    return dict(_run(s, _OWN_VOTES, params).all())
 
 
 def comparison_outcomes(s: Session, study_id: int) -> dict[int, tuple[int, int, int]]:
     """comparison id -> (A wins, B wins, ties) over the live votes on its regular pairs, excluded
     annotators left out (absent: no votes)."""
-    rows = s.execute(_OUTCOMES, {"study_id": study_id}).all()
+    rows = _run(s, _OUTCOMES, {"study_id": study_id}).all()
     return {cid: (int(a), int(b), int(n - a - b)) for cid, a, b, n in rows}
 
 
@@ -201,34 +211,40 @@ def open_pairs(s: Session, annotator_id: int, comparison_id: int) -> list[Row]:
     """(id, prompt_id, checkpoint_label, seed) of the comparison's regular pairs with both
     images rendered and no live vote of the annotator."""
     params = {"annotator_id": annotator_id, "comparison_id": comparison_id}
-    return list(s.execute(_OPEN_PAIRS, params).all())
+    return list(_run(s, _OPEN_PAIRS, params).all())
+
+
+def open_pair_ids(s: Session, annotator_id: int, comparison_id: int) -> list[int]:
+    """Just the ids of `open_pairs` (the full grid needs nothing else)."""
+    params = {"annotator_id": annotator_id, "comparison_id": comparison_id}
+    return list(_run(s, _OPEN_PAIR_IDS, params).scalars())
 
 
 def cell_votes(s: Session, study_id: int, comparison_id: int) -> list[Row]:
     """(prompt_id, checkpoint_label, seed, live votes) of the comparison's regular pairs that
     have votes, excluded annotators left out."""
     params = {"study_id": study_id, "comparison_id": comparison_id}
-    return list(s.execute(_CELL_VOTES, params).all())
+    return list(_run(s, _CELL_VOTES, params).all())
 
 
 def qc_votes(s: Session, annotator_id: int, study_id: int) -> int:
     """The annotator's live votes on the study's QC repeats."""
     params = {"annotator_id": annotator_id, "study_id": study_id}
-    return s.execute(_QC_VOTES, params).scalar_one()
+    return _run(s, _QC_VOTES, params).scalar_one()
 
 
 def qc_candidates(s: Session, annotator_id: int, study_id: int) -> list[Row]:
     """(id, comparison_id, left_side, voted_at) of QC repeats the annotator has not judged whose
     original pair they have judged (left_side and voted_at of that original vote)."""
     params = {"annotator_id": annotator_id, "study_id": study_id}
-    return list(s.execute(_QC_CANDIDATES, params).all())
+    return list(_run(s, _QC_CANDIDATES, params).all())
 
 
 def sides_shown(s: Session, pair_id: int) -> dict[str, int]:
     """'a' / 'b' -> how many live votes on the pair had that side on the left."""
-    return dict(s.execute(_SIDES_SHOWN, {"pair_id": pair_id}).all())
+    return dict(_run(s, _SIDES_SHOWN, {"pair_id": pair_id}).all())
 
 
 def pair_view(s: Session, pair_id: int) -> Row:
     """(image A id, A path, image B id, B path, prompt text) of a pair."""
-    return s.execute(_PAIR_VIEW, {"pair_id": pair_id}).one()
+    return _run(s, _PAIR_VIEW, {"pair_id": pair_id}).one()
