@@ -109,6 +109,19 @@ def test_equivalent_when_the_99_percent_interval_sits_inside_the_margin(x, y, de
     assert comparison_status(x, y, 0, DecisionSettings(delta=delta))[0] == status
 
 
+def test_equivalence_uses_the_wilson_interval_of_stats():
+    """The equivalence check agrees with evaluation.stats.wilson_interval at 99 % on a grid."""
+    from evaluation.decisions import _inside_margin
+    from evaluation.stats import wilson_interval
+
+    n = np.repeat(np.arange(10, 400, 7), 5)
+    k = (n * np.tile([0.4, 0.45, 0.5, 0.55, 0.6], len(n) // 5)).round()
+    low, high = wilson_interval(k, n, 0.99)
+    expected = (low >= 0.4) & (high <= 0.6)
+    assert expected.any() and not expected.all()
+    assert (_inside_margin(k, n, 0.1) == expected).all()
+
+
 def test_ties_do_not_count_towards_decisions():
     """A comparison with 17 wins, 3 losses and 30 ties is decided as with none."""
     assert comparison_status(17, 3, 30)[0] == "decided"

@@ -1,0 +1,244 @@
+"""Simulated studies through the real scheduler and decision code: uniform vs stop-when-settled
+(issue 8, point 5).
+
+    .venv/bin/python bench/allocation_sim.py                      # 200 repetitions, 2 processes
+    .venv/bin/python bench/allocation_sim.py --reps 10 --processes 1   # a quick one
+
+Each repetition builds (copies) a SQLite study of 9 comparisons x 6 prompts x 4 seeds (24 pairs
+per comparison) with 4 annotators, so a comparison can take at most 96 votes and the budget is
+all 864. True preferences: 2 comparisons have a leader share of exactly 0.5 (null effects), 7
+draw theirs uniformly from 0.5-0.85; each (comparison, prompt) adds a N(0, 0.3) offset on the
+logit scale, centred over the comparison's prompts (prompt-to-prompt variation); 15 % of votes are ties; the true leader is side A or B
+at random. Votes are cast through `evaluation.scheduling.next_pair` and `db.queries.record_vote`
+(annotators take turns), statuses come from `evaluation.scheduling.comparison_statuses`
+(= `evaluation.decisions`, the board's code). Both policies run on the same truth and the same
+seeded vote stream:
+- uniform: the full grid (stop-when-settled off), checked after every round of 9 votes, until
+  every comparison is settled or the budget is spent;
+- settled: stop-when-settled on, until next_pair has nothing for any annotator or the budget is
+  spent.
+Reports votes used, the share of true (non-null) effects decided for the right side, wrong-side
+decisions, and false decisions on the null comparisons. Targets: >= 30 % fewer votes for the
+same decisions; false decisions <= 5 % per null comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import select  # noqa: E402
+
+from db.engine import make_engine, session_factory, upgrade  # noqa: E402
+from db.models import ImagePair, Study  # noqa: E402
+from db.queries import record_vote  # noqa: E402
+from db.queries.scheduling import comparison_outcomes  # noqa: E402
+from db.synthetic import create_synthetic_study, create_voters  # noqa: E402
+from evaluation.scheduling import comparison_statuses, next_pair  # noqa: E402
+
+N_COMPARISONS = 9
+N_NULL = 2
+N_PROMPTS = 6
+SEEDS = range(4)
+N_ANNOTATORS = 4
+TIE_RATE = 0.15
+PROMPT_SD = 0.3  # logit-scale spread of a comparison's preference across prompts
+SHARES = (0.5, 0.85)
+
+
+@dataclass(frozen=True)
+class Template:
+    path: str
+    study_id: int
+    voters: tuple[int, ...]
+    pair_cell: dict  # pair id -> (comparison id, prompt id)
+    comparisons: tuple[int, ...]
+    prompts: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    votes: int
+    detected: int  # non-null comparisons decided for the true leader
+    wrong_side: int  # non-null comparisons decided for the other side
+    false_null: int  # null comparisons decided
+    settled: bool  # every comparison settled before the budget ran out
+
+
+def build_template(folder: Path) -> Template:
+    path = folder / "template.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with session_factory(engine).begin() as s:
+        study = create_synthetic_study(
+            s, "sim", n_comparisons=N_COMPARISONS, n_prompts=N_PROMPTS, seeds=SEEDS, labels=("e",)
+        )
+        voters = tuple(a for a, _ in create_voters(s, N_ANNOTATORS))
+        study_id = study.id
+    with session_factory(engine)() as s:
+        rows = s.execute(select(ImagePair.id, ImagePair.comparison_id, ImagePair.prompt_id)).all()
+    engine.dispose()
+    return Template(
+        path=str(path),
+        study_id=study_id,
+        voters=voters,
+        pair_cell={pid: (cid, prompt) for pid, cid, prompt in rows},
+        comparisons=tuple(sorted({cid for _, cid, _ in rows})),
+        prompts=tuple(sorted({prompt for _, _, prompt in rows})),
+    )
+
+
+def draw_truth(template: Template, rng: np.random.Generator) -> tuple[dict, dict]:
+    """(share per comparison: P(true leader wins a decisive vote), P(A wins) per cell)."""
+    shares = np.concatenate([np.full(N_NULL, 0.5), rng.uniform(*SHARES, N_COMPARISONS - N_NULL)])
+    a_leads = rng.random(N_COMPARISONS) < 0.5
+    share_of = {}
+    p_a = {}
+    for k, cid in enumerate(template.comparisons):
+        share_of[cid] = (shares[k], bool(a_leads[k]))
+        logit = math.log(shares[k] / (1 - shares[k])) * (1 if a_leads[k] else -1)
+        offsets = rng.normal(0, PROMPT_SD, len(template.prompts))
+        offsets -= offsets.mean()  # centred: the comparison's share stays the drawn one
+        for prompt, offset in zip(template.prompts, offsets, strict=True):
+            p_a[(cid, prompt)] = 1 / (1 + math.exp(-(logit + offset)))
+    return share_of, p_a
+
+
+def run_policy(template: Template, folder: Path, rep: int, adaptive: bool, truth) -> Outcome:
+    """One simulated study under one policy; the vote stream is seeded by rep."""
+    share_of, p_a = truth
+    path = folder / f"rep-{rep}-{'settled' if adaptive else 'uniform'}.sqlite3"
+    shutil.copyfile(template.path, path)
+    engine = make_engine(f"sqlite:///{path}")
+    rng = np.random.default_rng([rep, 1])  # the same votes for both policies, draw by draw
+    budget = len(template.pair_cell) * N_ANNOTATORS
+    votes, idle, turn = 0, 0, 0
+    with session_factory(engine).begin() as s:
+        s.get(Study, template.study_id).stop_when_settled = adaptive
+        s.flush()
+        while votes < budget:
+            voter = template.voters[turn % len(template.voters)]
+            turn += 1
+            item = next_pair(s, voter, template.study_id, seed=rep)
+            if item is None:
+                idle += 1
+                if idle >= len(template.voters):
+                    break  # nothing left that the scheduler would serve to anyone
+                continue
+            idle = 0
+            tie, draw = rng.random() < TIE_RATE, rng.random()
+            a_won = draw < p_a[template.pair_cell[item.pair_id]]
+            if tie:
+                choice = "tie"
+            else:
+                choice = "left" if a_won == (item.left_side == "a") else "right"
+            record_vote(
+                s,
+                item.pair_id,
+                voter,
+                item.left_side,
+                choice,
+                datetime.now(UTC),
+                allocation_rule=item.rule,
+                comparison_status=item.status,
+            )
+            votes += 1
+            if not adaptive and votes % N_COMPARISONS == 0:
+                statuses = comparison_statuses(s, template.study_id)
+                if all(st != "open" for st, _, _ in statuses.values()):
+                    break
+        statuses = comparison_statuses(s, template.study_id)
+        outcomes = comparison_outcomes(s, template.study_id)
+        settled = all(st != "open" for st, _, _ in statuses.values())
+    engine.dispose()
+    path.unlink()
+    detected = wrong = false_null = 0
+    for cid, (status, _, _) in statuses.items():
+        if status != "decided":
+            continue
+        share, a_leads = share_of[cid]
+        a_wins, b_wins, _ = outcomes[cid]
+        if share == 0.5:
+            false_null += 1
+        elif (a_wins > b_wins) == a_leads:
+            detected += 1
+        else:
+            wrong += 1
+    return Outcome(votes, detected, wrong, false_null, settled)
+
+
+def one_rep(args) -> tuple[Outcome, Outcome]:
+    template, folder, rep = args
+    truth = draw_truth(template, np.random.default_rng([rep, 0]))
+    return (
+        run_policy(template, Path(folder), rep, False, truth),
+        run_policy(template, Path(folder), rep, True, truth),
+    )
+
+
+def summarise(name: str, outcomes: list[Outcome]) -> dict:
+    reps = len(outcomes)
+    return {
+        "policy": name,
+        "votes_mean": statistics.mean(o.votes for o in outcomes),
+        "votes_median": statistics.median(o.votes for o in outcomes),
+        "detected": sum(o.detected for o in outcomes) / (reps * (N_COMPARISONS - N_NULL)),
+        "wrong_side": sum(o.wrong_side for o in outcomes) / (reps * (N_COMPARISONS - N_NULL)),
+        "false_null": sum(o.false_null for o in outcomes) / (reps * N_NULL),
+        "settled_runs": sum(o.settled for o in outcomes) / reps,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=200)
+    parser.add_argument("--processes", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
+        template = build_template(Path(tmp))
+        jobs = [(template, tmp, rep) for rep in range(args.reps)]
+        if args.processes > 1:
+            with Pool(args.processes) as pool:
+                results = pool.map(one_rep, jobs, chunksize=1)
+        else:
+            results = [one_rep(job) for job in jobs]
+    uniform = summarise("uniform (full grid)", [u for u, _ in results])
+    settled = summarise("stop when settled", [a for _, a in results])
+    saved = 1 - settled["votes_mean"] / uniform["votes_mean"]
+    budget = len(template.pair_cell) * N_ANNOTATORS
+    print(
+        f"{args.reps} repetitions, {N_COMPARISONS} comparisons ({N_NULL} null), budget {budget} "
+        f"votes, {time.perf_counter() - t0:.0f} s"
+    )
+    print(
+        "| policy | votes used (mean / median) | true effects detected | wrong side "
+        "| false decisions per null comparison | runs settled before the budget |"
+    )
+    print("|---|---|---|---|---|---|")
+    for row in (uniform, settled):
+        print(
+            f"| {row['policy']} | {row['votes_mean']:.0f} / {row['votes_median']:.0f} "
+            f"| {row['detected']:.1%} | {row['wrong_side']:.1%} | {row['false_null']:.1%} "
+            f"| {row['settled_runs']:.0%} |"
+        )
+    print(f"votes saved by stop-when-settled: {saved:.1%} (target >= 30 %)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
