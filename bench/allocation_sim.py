@@ -212,11 +212,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
         template = build_template(Path(tmp))
         jobs = [(template, tmp, rep) for rep in range(args.reps)]
-        if args.processes > 1:
-            with Pool(args.processes) as pool:
-                results = pool.map(one_rep, jobs, chunksize=1)
-        else:
-            results = [one_rep(job) for job in jobs]
+        results = []
+        with Pool(args.processes) as pool:
+            for result in pool.imap(one_rep, jobs):
+                results.append(result)
+                if len(results) % 10 == 0:
+                    print(
+                        f"{len(results)} repetitions, {time.perf_counter() - t0:.0f} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     uniform = summarise("uniform (full grid)", [u for u, _ in results])
     settled = summarise("stop when settled", [a for _, a in results])
     saved = 1 - settled["votes_mean"] / uniform["votes_mean"]
