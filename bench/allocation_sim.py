@@ -216,9 +216,14 @@ def main(argv: list[str] | None = None) -> int:
         with Pool(args.processes) as pool:
             for result in pool.imap(one_rep, jobs):
                 results.append(result)
-                if len(results) % 10 == 0:
+                if len(results) % 10 == 0:  # a running summary, in case the run is cut short
+                    u = summarise("uniform", [r[0] for r in results])
+                    a = summarise("settled", [r[1] for r in results])
                     print(
-                        f"{len(results)} repetitions, {time.perf_counter() - t0:.0f} s",
+                        f"{len(results)} repetitions, {time.perf_counter() - t0:.0f} s: votes "
+                        f"{u['votes_mean']:.0f} vs {a['votes_mean']:.0f}, detected "
+                        f"{u['detected']:.1%} vs {a['detected']:.1%}, false null "
+                        f"{u['false_null']:.1%} vs {a['false_null']:.1%}",
                         file=sys.stderr,
                         flush=True,
                     )
