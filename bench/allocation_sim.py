@@ -3,10 +3,11 @@
 
     .venv/bin/python bench/allocation_sim.py                      # 200 repetitions, 2 processes
     .venv/bin/python bench/allocation_sim.py --reps 10 --processes 1   # a quick one
+    .venv/bin/python bench/allocation_sim.py --seeds 10 --annotators 4  # 240 votes per comparison
 
-Each repetition builds (copies) a SQLite study of 9 comparisons x 6 prompts x 4 seeds (24 pairs
-per comparison) with 4 annotators, so a comparison can take at most 96 votes and the budget is
-all 864. True preferences: 2 comparisons have a leader share of exactly 0.5 (null effects), 7
+Each repetition builds (copies) a SQLite study of 9 comparisons x 6 prompts x --seeds seeds
+(default 4: 24 pairs per comparison) with --annotators annotators (default 4), so a comparison
+can take at most 96 votes and the budget is all 864 by default. True preferences: 2 comparisons have a leader share of exactly 0.5 (null effects), 7
 draw theirs uniformly from 0.5-0.85; each (comparison, prompt) adds a N(0, 0.3) offset on the
 logit scale, centred over the comparison's prompts (prompt-to-prompt variation); 15 % of votes are ties; the true leader is side A or B
 at random. Votes are cast through `evaluation.scheduling.next_pair` and `db.queries.record_vote`
@@ -52,8 +53,6 @@ from evaluation.scheduling import comparison_statuses, next_pair  # noqa: E402
 N_COMPARISONS = 9
 N_NULL = 2
 N_PROMPTS = 6
-SEEDS = range(4)
-N_ANNOTATORS = 4
 TIE_RATE = 0.15
 PROMPT_SD = 0.3  # logit-scale spread of a comparison's preference across prompts
 SHARES = (0.5, 0.85)
@@ -78,15 +77,20 @@ class Outcome:
     settled: bool  # every comparison settled before the budget ran out
 
 
-def build_template(folder: Path) -> Template:
+def build_template(folder: Path, seeds: int, annotators: int) -> Template:
     path = folder / "template.sqlite3"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
     with session_factory(engine).begin() as s:
         study = create_synthetic_study(
-            s, "sim", n_comparisons=N_COMPARISONS, n_prompts=N_PROMPTS, seeds=SEEDS, labels=("e",)
+            s,
+            "sim",
+            n_comparisons=N_COMPARISONS,
+            n_prompts=N_PROMPTS,
+            seeds=range(seeds),
+            labels=("e",),
         )
-        voters = tuple(a for a, _ in create_voters(s, N_ANNOTATORS))
+        voters = tuple(a for a, _ in create_voters(s, annotators))
         study_id = study.id
     with session_factory(engine)() as s:
         rows = s.execute(select(ImagePair.id, ImagePair.comparison_id, ImagePair.prompt_id)).all()
@@ -124,7 +128,7 @@ def run_policy(template: Template, folder: Path, rep: int, adaptive: bool, truth
     shutil.copyfile(template.path, path)
     engine = make_engine(f"sqlite:///{path}")
     rng = np.random.default_rng([rep, 1])  # the same votes for both policies, draw by draw
-    budget = len(template.pair_cell) * N_ANNOTATORS
+    budget = len(template.pair_cell) * len(template.voters)
     votes, idle, turn = 0, 0, 0
     with session_factory(engine).begin() as s:
         s.get(Study, template.study_id).stop_when_settled = adaptive
@@ -206,11 +210,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--seeds", type=int, default=4, help="image seeds: pairs = 6 prompts x this"
+    )
+    parser.add_argument("--annotators", type=int, default=4)
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
-        template = build_template(Path(tmp))
+        template = build_template(Path(tmp), args.seeds, args.annotators)
         jobs = [(template, tmp, rep) for rep in range(args.reps)]
         results = []
         with Pool(args.processes) as pool:
@@ -230,10 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     uniform = summarise("uniform (full grid)", [u for u, _ in results])
     settled = summarise("stop when settled", [a for _, a in results])
     saved = 1 - settled["votes_mean"] / uniform["votes_mean"]
-    budget = len(template.pair_cell) * N_ANNOTATORS
+    budget = len(template.pair_cell) * len(template.voters)
     print(
-        f"{args.reps} repetitions, {N_COMPARISONS} comparisons ({N_NULL} null), budget {budget} "
-        f"votes, {time.perf_counter() - t0:.0f} s"
+        f"{args.reps} repetitions, {N_COMPARISONS} comparisons ({N_NULL} null), "
+        f"{len(template.pair_cell) // N_COMPARISONS} pairs per comparison x {args.annotators} "
+        f"annotators = budget {budget} votes, {time.perf_counter() - t0:.0f} s"
     )
     print(
         "| policy | votes used (mean / median) | true effects detected | wrong side "
