@@ -209,6 +209,9 @@ def summarise(name: str, outcomes: list[Outcome]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=200)
+    parser.add_argument(
+        "--first", type=int, default=0, help="first repetition (split a run over several jobs)"
+    )
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument(
         "--seeds", type=int, default=4, help="image seeds: pairs = 6 prompts x this"
@@ -219,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
         template = build_template(Path(tmp), args.seeds, args.annotators)
-        jobs = [(template, tmp, rep) for rep in range(args.reps)]
+        jobs = [(template, tmp, rep) for rep in range(args.first, args.first + args.reps)]
         results = []
         with Pool(args.processes) as pool:
             for result in pool.imap(one_rep, jobs):
@@ -240,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     saved = 1 - settled["votes_mean"] / uniform["votes_mean"]
     budget = len(template.pair_cell) * len(template.voters)
     print(
-        f"{args.reps} repetitions, {N_COMPARISONS} comparisons ({N_NULL} null), "
+        f"{args.reps} repetitions (from {args.first}), {N_COMPARISONS} comparisons ({N_NULL} null), "
         f"{len(template.pair_cell) // N_COMPARISONS} pairs per comparison x {args.annotators} "
         f"annotators = budget {budget} votes, {time.perf_counter() - t0:.0f} s"
     )
