@@ -1,12 +1,44 @@
-"""Shared fixtures. Everything runs offline: no weights are downloaded."""
+"""Shared fixtures. Everything runs offline: no weights are downloaded.
+
+Under `make test` (ARENA_TEST_STRICT=1) the run stops before any test when a selected test needs
+PostgreSQL (TEST_DATABASE_URL) or Chromium and it is missing; a plain `pytest` skips those tests
+with a reason instead.
+"""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")  # the browser tests' executable (tests/e2e/server.py)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Missing system parts: stop the whole run under `make test`, skip with a reason otherwise."""
+    needs_browser = [item for item in items if item.get_closest_marker("e2e")]
+    needs_postgres = [item for item in items if item.get_closest_marker("postgres")]
+    missing = []
+    if needs_browser and not CHROMIUM.exists():
+        missing.append(f"Chromium at {CHROMIUM} for {len(needs_browser)} browser test(s)")
+    if needs_postgres and not os.environ.get("TEST_DATABASE_URL"):
+        missing.append(f"TEST_DATABASE_URL for {len(needs_postgres)} PostgreSQL test(s)")
+    if missing and os.environ.get("ARENA_TEST_STRICT") == "1":
+        pytest.exit(
+            f"make test runs every test, but it lacks {' and '.join(missing)}: run `make test` "
+            "itself (it installs the system packages and starts PostgreSQL), or `make test-fast` "
+            "for the tests that need neither",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
+    if needs_browser and not CHROMIUM.exists():
+        skip = pytest.mark.skip(
+            reason=f"no Chromium at {CHROMIUM}: apt-get install chromium (make test does)"
+        )
+        for item in needs_browser:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,25 @@
 # Start a throwaway PostgreSQL cluster on 127.0.0.1 and print its URL (nothing else on stdout):
 #   export TEST_DATABASE_URL=$(bash tests/db/start_postgres.sh)
 #   bash tests/db/start_postgres.sh --stop      # stop it and delete its files
+#   bash tests/db/start_postgres.sh --run CMD... # a private cluster (own directory, a free port)
+#                                                # for CMD, with TEST_DATABASE_URL exported;
+#                                                # stopped and deleted when CMD ends
 # Trust auth on loopback only, fsync off: for tests, never for data you want to keep.
 # Settings: PG_TEST_PORT (5433), PG_TEST_DIR (/tmp/arena-test-postgres), PG_BIN (newest installed).
 set -euo pipefail
+if [ "${1:-}" = "--run" ]; then
+  shift
+  [ $# -gt 0 ] || { echo "start_postgres.sh --run: name the command to run" >&2; exit 2; }
+  PG_TEST_DIR=$(mktemp -d /tmp/arena-test-postgres-XXXXXX)
+  PG_TEST_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  export PG_TEST_DIR PG_TEST_PORT
+  self=$(readlink -f "$0")
+  trap 'bash "$self" --stop >/dev/null 2>&1 || true' EXIT
+  TEST_DATABASE_URL=$(bash "$self")
+  export TEST_DATABASE_URL
+  "$@"  # not exec: the trap stops the cluster afterwards
+  exit $?
+fi
 PORT=${PG_TEST_PORT:-5433}
 DIR=${PG_TEST_DIR:-/tmp/arena-test-postgres}
 PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}

@@ -946,6 +946,7 @@ def test_locked_database_gives_a_clear_error_and_loses_no_vote(tmp_path):
     engine.dispose()
 
 
+@pytest.mark.root
 def test_read_only_database_gives_a_clear_error_and_keeps_its_votes(tmp_path):
     """The database on a read-only file system (a tmpfs remounted ro; needs root): a vote
     raises DatabaseUnavailableError naming the file and the fix; the earlier vote is intact."""

@@ -19,6 +19,8 @@ from db.models import GenerationJob, Image
 from evaluation.pregenerate import GenerationError, run_generation
 from tests.reliability.tiny_arena import audit_images, build_tiny_arena
 
+pytestmark = pytest.mark.root
+
 
 def _mount_tmpfs(path: Path, size: str) -> None:
     path.mkdir(parents=True, exist_ok=True)
