@@ -161,7 +161,7 @@ def _build_demo(
     from db.engine import DATABASE_FILE, make_engine, session_factory, upgrade
     from db.engine import data_dir as default_data_dir
     from evaluation.plan import StudySpec, create_study
-    from evaluation.pregenerate import IMAGES_DIR, run_generation
+    from evaluation.pregenerate import IMAGES_DIR, GenerationOptions, run_generation
 
     began = time.perf_counter()
     report = progress or (lambda fraction, message: None)
@@ -258,9 +258,8 @@ def _build_demo(
         generation = run_generation(
             engine,
             STUDY_NAME,
-            data_dir=data_dir,
-            device="cpu",
-            batch_size=len(ARTICLE_PROMPTS),  # one checkpoint's images per pipeline call
+            # one checkpoint's images per pipeline call
+            GenerationOptions(data_dir=data_dir, device="cpu", batch_size=len(ARTICLE_PROMPTS)),
             progress=lambda fraction, message: report(0.55 + 0.45 * fraction, message),
         )
         database = engine.url.render_as_string(hide_password=True)

@@ -2,66 +2,88 @@
 
     python -m evaluation generate --study demo [--worker-id gpu0] [--max-attempts 3] [--batch-size 8]
 
-Each image is written to a temporary file in its final directory, fsynced and renamed to its
-content-addressed name `images/<sha[:2]>/<sha256>.png`; then one transaction stores the path and
-hash on the image row and marks the job done. A `kill -9` at any point loses at most the images
-in flight; the next run removes leftover temporary and orphan files and re-claims stale jobs.
-Workers: any number on PostgreSQL (`FOR UPDATE SKIP LOCKED`), one at a time on SQLite (a lock
-file in the data directory).
+Each image is written atomically to the image store (evaluation.image_store); then one
+transaction stores the path and hash on the image row and marks its job done (evaluation.jobs).
+A `kill -9` at any point loses at most the images in flight; the next run removes leftover
+temporary and orphan files and re-claims stale jobs.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
-import hashlib
-import io
 import os
-import secrets
 import socket
 import sys
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, func, or_, select, union, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Checkpoint, Comparison, GenerationJob, Image, ImagePair, Prompt, Study
+from db.models import Checkpoint, GenerationJob, Image, Prompt, Study
+from evaluation.image_store import IMAGES_DIR, TEMP_PREFIX, clean_files, png_bytes, write_image
 from evaluation.imports import IMPORTED
+from evaluation.jobs import (
+    LOCK_FILE,
+    OPEN_JOBS,
+    STALE_AFTER,
+    DataDirUnwritableError,
+    GenerationError,
+    WorkerBusyError,
+    claim_jobs,
+    count_images,
+    count_jobs,
+    find_study,
+    reclaim_stale,
+    record_failure,
+    release_claims,
+    requeue_missing_files,
+    reset_failed,
+    settle_study_status,
+    study_image_ids,
+    unwritable,
+    worker_lock,
+)
 
-IMAGES_DIR = "images"  # under the data directory
-TEMP_PREFIX = ".tmp-"  # temporary image files start with this
-LOCK_FILE = "generation.lock"  # SQLite: held (flock) by the one running worker
-STALE_AFTER = timedelta(hours=1)  # PostgreSQL: a 'running' claim older than this is reclaimed
-# (one claim is one batch; a batch of real SD images on a slow CPU can take many minutes)
+__all__ = [  # the names callers import from here (the store and the queue have their modules)
+    "IMAGES_DIR",
+    "LOCK_FILE",
+    "STALE_AFTER",
+    "TEMP_PREFIX",
+    "DataDirUnwritableError",
+    "GenerationError",
+    "GenerationOptions",
+    "GenerationReport",
+    "Progress",
+    "WorkerBusyError",
+    "main",
+    "run_generation",
+    "worker_lock",
+]
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], message)
 
 
-class GenerationError(RuntimeError):
-    """Pre-generation cannot start: a checkpoint or the SD folder does not load, no such study."""
+@dataclass(frozen=True)
+class GenerationOptions:
+    """How one worker runs (the `python -m evaluation generate` flags)."""
 
+    data_dir: Path | None = None  # None: ARENA_DATA_DIR (db.engine.data_dir())
+    worker_id: str | None = None  # None: "<host>:<pid>" (lets a restart here reclaim at once)
+    max_attempts: int = 3  # tries per image before its job is 'failed'
+    batch_size: int = 8  # images per pipeline call
+    retry_failed: bool = False  # give failed jobs a fresh set of attempts
+    device: str | None = None  # "cpu", "cuda", "mps"; None: the best available
+    progress_log: bool = False  # progress on stderr: a bar on a terminal, plain lines otherwise
 
-class WorkerBusyError(GenerationError):
-    """Another generation worker holds the SQLite lock."""
-
-
-class DataDirUnwritableError(GenerationError):
-    """The data directory cannot be written (full disk, read-only, no permission)."""
-
-
-def _unwritable(data_dir: Path, error: OSError, rendered: int) -> DataDirUnwritableError:
-    return DataDirUnwritableError(
-        f"cannot write under the data directory {data_dir} ({error.filename}: "
-        f"{error.strerror}); generation stopped after {rendered} new image(s) and kept no "
-        "half-written file. Free space on that disk or make it writable, then run generation "
-        "again."
-    )
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"max_attempts={self.max_attempts}, batch_size={self.batch_size}: both must be "
+                "at least 1"
+            )
 
 
 @dataclass(frozen=True)
@@ -74,283 +96,126 @@ class GenerationReport:
     total: int  # distinct images of the study
 
 
-# -- files ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Work:
+    """What step 1 found: the study and what its rendering needs."""
+
+    study_id: int
+    total: int  # distinct images
+    pending: int  # jobs to render now
+    settings: dict  # the study's SD settings as stored (model_path as entered)
+    folders: dict[int, Path]  # checkpoint id -> folder
 
 
-def write_image(data_dir: Path, png: bytes) -> tuple[str, str]:
-    """Write PNG bytes atomically to their content-addressed name; returns (relative path, sha256).
+def run_generation(
+    engine: Engine,
+    study_name: str,
+    options: GenerationOptions = GenerationOptions(),  # noqa: B008 - frozen, never mutated
+    *,
+    progress: Progress | None = None,
+    generator=None,
+) -> GenerationReport:
+    """Render every missing image of the study `study_name`; safe to stop and rerun at any time.
 
-    temp file in the final directory -> fsync -> os.replace -> fsync the directory, so a reader
-    (or a crash) sees either no file or the whole file, never half of it.
+    `progress(fraction, message)` is called after each image. `generator` (an ImageGenerator with
+    the study's settings) may be passed to reuse a loaded pipeline.
     """
-    sha = hashlib.sha256(png).hexdigest()
-    folder = data_dir / IMAGES_DIR / sha[:2]
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"{sha}.png"
-    # the writer's host and pid in the name let a restart on this host remove it at once
-    owner = f"{socket.gethostname()}-{os.getpid()}"
-    temp = folder / f"{TEMP_PREFIX}{sha[:16]}-{owner}-{secrets.token_hex(4)}.png"
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(png)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, final)
-    except OSError as error:
-        # a full disk fails mid-write: never leave the partial temp file behind
-        with contextlib.suppress(OSError):
-            temp.unlink(missing_ok=True)
-        if error.filename is None:
-            error.filename = str(temp)
-        raise
-    directory = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    return final.relative_to(data_dir).as_posix(), sha
+    from db.engine import data_dir as default_data_dir
+    from db.engine import session_factory
+
+    data_dir = Path(options.data_dir) if options.data_dir is not None else default_data_dir()
+    worker_id = options.worker_id or f"{socket.gethostname()}:{os.getpid()}"
+    factory = session_factory(engine)
+    exclusive = engine.dialect.name != "postgresql"  # SQLite: one worker, under the lock
+    with worker_lock(data_dir) if exclusive else nullcontext():
+        # 1. Tidy up after crashed runs: temp/orphan files, lost files, stale claims
+        with factory.begin() as s:
+            work = _tidy_up(s, study_name, data_dir, exclusive, options.retry_failed)
+        if work.pending == 0:
+            return _finish(factory, work, rendered=0, failed=0)
+
+        # 2. Check every checkpoint and the SD folder before rendering anything
+        generator = _load_generator(work, data_dir, options.device, generator)
+        with factory.begin() as s:
+            s.get(Study, work.study_id).status = "generating"
+
+        # 3. Claim, render, write, record; until no pending job is left
+        rendered = failed = 0
+        with _progress_log(work.pending, options.progress_log) as advance:
+            while job_ids := _claim(factory, work.study_id, worker_id, options.batch_size):
+                with factory() as s:
+                    batch = _render_jobs(s, job_ids, data_dir)
+                results = _render(generator, [request for _, _, request in batch], options)
+                for (job_id, image_id, _), result in zip(batch, results, strict=True):
+                    if isinstance(result, Exception):
+                        with factory.begin() as s:
+                            failed += record_failure(s, job_id, result, options.max_attempts)
+                        continue
+                    try:
+                        _store(factory, data_dir, job_id, image_id, result, work.settings)
+                    except OSError as error:
+                        # full disk or read-only: stop; give this batch's claims back untouched
+                        with factory.begin() as s:
+                            release_claims(s, work.study_id, worker_id)
+                        raise unwritable(data_dir, error, rendered) from error
+                    rendered += 1
+                    advance()
+                    if progress is not None:
+                        _report(factory, work, progress)
+        return _finish(factory, work, rendered=rendered, failed=failed)
 
 
-def png_bytes(image) -> bytes:
-    """PIL image -> PNG bytes (no timestamps: the same pixels give the same bytes and name)."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _dead_temp(name: str) -> bool:
-    """True for a temporary file written by a process of this host that no longer exists."""
-    if not name.startswith(TEMP_PREFIX):
-        return False
-    parts = name.removeprefix(TEMP_PREFIX).removesuffix(".png").split("-")
-    if len(parts) < 4:
-        return False
-    host, pid = "-".join(parts[1:-2]), parts[-2]
-    return host == socket.gethostname() and pid.isdigit() and not _process_exists(int(pid))
-
-
-def clean_files(session: Session, data_dir: Path, older_than: timedelta | None = None) -> int:
-    """Remove leftover temporary files and image files no row points at; returns how many.
-
-    `older_than` spares files younger than that (other live workers may be writing them),
-    except temporary files of dead processes of this host; None removes all (safe only while
-    holding the SQLite worker lock).
-    """
-    root = data_dir / IMAGES_DIR
-    if not root.is_dir():
-        return 0
-    known = set(session.scalars(select(Image.path).where(Image.path.is_not(None))))
-    cutoff = None if older_than is None else time.time() - older_than.total_seconds()
-    removed = 0
-    for path in root.glob("*/*"):
-        relative = path.relative_to(data_dir).as_posix()
-        if not path.is_file() or relative in known:
-            continue
-        if not path.name.startswith(TEMP_PREFIX) and path.suffix != ".png":
-            continue  # not ours
-        if cutoff is not None and path.stat().st_mtime > cutoff and not _dead_temp(path.name):
-            continue
-        path.unlink(missing_ok=True)
-        removed += 1
-    return removed
-
-
-@contextmanager
-def worker_lock(data_dir: Path) -> Iterator[None]:
-    """Hold the one-worker lock of a SQLite data directory, or raise WorkerBusyError."""
-    path = data_dir / LOCK_FILE
-    try:
-        handle = open(path, "a+")
-    except OSError as error:  # read-only or full data directory
-        raise _unwritable(data_dir, error, rendered=0) from error
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise WorkerBusyError(
-                f"another generation worker ({holder}) holds {path}; on SQLite only one worker "
-                "runs at a time: wait for it to finish, or stop it and run this again"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        handle.flush()
-        yield
-    finally:
-        handle.close()  # releases the flock; a killed worker's lock is released by the kernel
-
-
-# -- jobs ---------------------------------------------------------------------------------------
-
-
-def _study(session: Session, name: str) -> Study:
-    study = session.scalar(select(Study).where(Study.name == name))
-    if study is None:
-        known = session.scalars(select(Study.name).order_by(Study.name)).all()
-        raise GenerationError(f"--study {name!r}: no such study; existing studies: {known}")
-    return study
-
-
-def _study_image_ids(study_id: int):
-    """Select of the ids of every image a study's pairs need."""
-    pairs = (
-        select(ImagePair.image_a_id.label("image_id"), ImagePair.image_b_id)
-        .join(Comparison, ImagePair.comparison_id == Comparison.id)
-        .where(Comparison.study_id == study_id)
-        .subquery()
+def _tidy_up(
+    s: Session, study_name: str, data_dir: Path, exclusive: bool, retry_failed: bool
+) -> _Work:
+    """Step 1: clean the store and the queue after crashed runs; what is left to render."""
+    study = find_study(s, study_name)
+    clean_files(s, data_dir, older_than=None if exclusive else STALE_AFTER)
+    requeue_missing_files(s, study.id, data_dir)
+    reclaim_stale(s, study.id, exclusive)
+    if retry_failed:
+        reset_failed(s, study.id)
+    return _Work(
+        study_id=study.id,
+        total=count_images(s, study.id),
+        pending=count_jobs(s, study.id, "pending"),
+        settings=dict(study.settings),
+        folders=_checkpoint_folders(s, study.id, data_dir),
     )
-    return union(select(pairs.c.image_id), select(pairs.c.image_b_id))
-
-
-def _requeue_missing_files(session: Session, study_id: int, data_dir: Path) -> int:
-    """Images whose row has a path but whose file is gone go back to the queue."""
-    requeued = 0
-    images = session.scalars(
-        select(Image).where(
-            Image.id.in_(_study_image_ids(study_id)),
-            Image.path.is_not(None),
-            Image.settings_hash != IMPORTED,  # an imported file cannot be rendered again
-        )
-    )
-    for image in images:
-        if not (data_dir / image.path).is_file():
-            image.path, image.sha256 = None, None
-            job = session.scalar(select(GenerationJob).where(GenerationJob.image_id == image.id))
-            if job is None:
-                session.add(GenerationJob(study_id=study_id, image_id=image.id))
-            else:
-                job.status, job.attempts, job.last_error = "pending", 0, None
-            requeued += 1
-    return requeued
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def _dead_local_workers(session: Session) -> list[str]:
-    """Default worker ids ("<this host>:<pid>") holding 'running' jobs whose process is gone."""
-    host = socket.gethostname()
-    holders = session.scalars(
-        select(GenerationJob.claimed_by)
-        .where(GenerationJob.status == "running", GenerationJob.claimed_by.like(f"{host}:%"))
-        .distinct()
-    )
-    dead = []
-    for holder in holders:
-        pid = holder.removeprefix(f"{host}:")
-        if pid.isdigit() and int(pid) != os.getpid() and not _process_exists(int(pid)):
-            dead.append(holder)
-    return dead
-
-
-def _reclaim_stale(session: Session, study_id: int, exclusive: bool) -> int:
-    """'running' jobs of dead workers go back to 'pending': all of them when `exclusive`
-    (SQLite, lock held); else those claimed more than STALE_AFTER ago, or by a worker of this
-    host whose process no longer exists (a killed run restarted on the same machine)."""
-    condition = [
-        GenerationJob.status == "running",
-        GenerationJob.image_id.in_(_study_image_ids(study_id)),
-    ]
-    if not exclusive:
-        condition.append(
-            or_(
-                GenerationJob.claimed_at < datetime.now(UTC) - STALE_AFTER,
-                GenerationJob.claimed_by.in_(_dead_local_workers(session)),
-            )
-        )
-    result = session.execute(
-        update(GenerationJob)
-        .where(*condition)
-        .values(status="pending", claimed_by=None, claimed_at=None)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount or 0
-
-
-def _count(session: Session, study_id: int, *statuses: str) -> int:
-    return session.scalar(
-        select(func.count(GenerationJob.id)).where(
-            GenerationJob.image_id.in_(_study_image_ids(study_id)),
-            GenerationJob.status.in_(statuses),
-        )
-    )
-
-
-def _claim(session: Session, study_id: int, worker_id: str, limit: int) -> list[int]:
-    """Mark up to `limit` pending jobs of the study as ours; returns their ids.
-
-    A claim holds one checkpoint's images only (the first pending checkpoint's), so each batch
-    is one full pipeline call: the generator pads every call to `batch_size` images.
-    """
-    pending = (
-        select(GenerationJob)
-        .join(Image, GenerationJob.image_id == Image.id)
-        .where(
-            GenerationJob.status == "pending",
-            GenerationJob.image_id.in_(_study_image_ids(study_id)),
-        )
-    )
-    postgres = session.get_bind().dialect.name == "postgresql"
-    first = pending.with_only_columns(Image.checkpoint_id).order_by(
-        Image.checkpoint_id, GenerationJob.id
-    )
-    if postgres:  # skip jobs other workers are claiming right now, or we might find none
-        first = first.with_for_update(skip_locked=True, of=GenerationJob)
-    first = session.execute(first.limit(1)).first()
-    if first is None:
-        return []
-    checkpoint_id = first[0]
-    query = (
-        pending.where(
-            Image.checkpoint_id.is_(None)
-            if checkpoint_id is None
-            else Image.checkpoint_id == checkpoint_id
-        )
-        .order_by(Image.seed, Image.prompt_id, GenerationJob.id)
-        .limit(limit)
-    )
-    if postgres:
-        query = query.with_for_update(skip_locked=True, of=GenerationJob)
-    jobs = list(session.scalars(query))
-    now = datetime.now(UTC)
-    for job in jobs:
-        job.status, job.claimed_by, job.claimed_at = "running", worker_id, now
-    return [job.id for job in jobs]
 
 
 def _checkpoint_folders(session: Session, study_id: int, data_dir: Path) -> dict[int, Path]:
     rows = session.execute(
         select(Checkpoint.id, Checkpoint.path)
         .join(Image, Image.checkpoint_id == Checkpoint.id)
-        .where(Image.id.in_(_study_image_ids(study_id)), Image.settings_hash != IMPORTED)
+        .where(Image.id.in_(study_image_ids(study_id)), Image.settings_hash != IMPORTED)
         .distinct()
     )
     return {checkpoint_id: data_dir / path for checkpoint_id, path in rows}
 
 
-def _preflight(generator_factory, settings, folders: dict[int, Path]):
-    """Load the SD folder and inspect every checkpoint; one error listing every problem."""
+def _load_generator(work: _Work, data_dir: Path, device: str | None, generator):
+    """Step 2: the study's SD settings (model_path relative to the data dir resolved), the
+    generator, and every checkpoint inspected; one GenerationError listing every problem."""
     from deprojector.checkpoint import inspect_checkpoint
     from deprojector.errors import DeprojectorError
+    from deprojector.generate import ImageGenerator, SDSettings
 
+    settings = SDSettings(**work.settings)
+    if not Path(settings.model_path).is_absolute():
+        settings = SDSettings(
+            **{**work.settings, "model_path": str(data_dir / settings.model_path)}
+        )
+    if generator is None:
+        try:
+            generator = ImageGenerator(settings, device=device)
+        except (DeprojectorError, OSError, ValueError) as error:
+            raise GenerationError(
+                f"Stable Diffusion folder {settings.model_path!s} does not load: {error}; fix "
+                "the study's model_path (a local diffusers folder)"
+            ) from error
     problems = []
-    try:
-        generator = generator_factory(settings)
-    except (DeprojectorError, OSError, ValueError) as error:
-        raise GenerationError(
-            f"Stable Diffusion folder {settings.model_path!s} does not load: {error}; fix the "
-            "study's model_path (a local diffusers folder)"
-        ) from error
-    for folder in sorted(set(folders.values())):
+    for folder in sorted(set(work.folders.values())):
         if not folder.exists():
             problems.append(f"checkpoint folder {folder} does not exist")
             continue
@@ -368,12 +233,18 @@ def _preflight(generator_factory, settings, folders: dict[int, Path]):
     return generator
 
 
+def _claim(factory: sessionmaker, study_id: int, worker_id: str, limit: int) -> list[int]:
+    with factory.begin() as s:
+        return claim_jobs(s, study_id, worker_id, limit)
+
+
 def _render_jobs(session: Session, job_ids: list[int], data_dir: Path):
-    """(job, image, RenderRequest) for the claimed jobs."""
+    """(job id, image id, RenderRequest) for the claimed jobs."""
     from deprojector.generate import RenderRequest
 
     rows = session.execute(
-        select(GenerationJob, Image, Prompt.text, Checkpoint.path, Checkpoint.member)
+        select(GenerationJob.id, Image.id, Image.seed, Prompt.text, Checkpoint.path)
+        .add_columns(Checkpoint.member)
         .join(Image, GenerationJob.image_id == Image.id)
         .join(Prompt, Image.prompt_id == Prompt.id)
         .outerjoin(Checkpoint, Image.checkpoint_id == Checkpoint.id)
@@ -382,192 +253,100 @@ def _render_jobs(session: Session, job_ids: list[int], data_dir: Path):
     )
     return [
         (
-            job,
-            image,
+            job_id,
+            image_id,
             RenderRequest(
                 prompt=text,
-                seed=image.seed,
+                seed=seed,
                 checkpoint=None if path is None else str(data_dir / path),
                 member=member,
             ),
         )
-        for job, image, text, path, member in rows
+        for job_id, image_id, seed, text, path, member in rows
     ]
 
 
-def _render(generator, requests, batch_size: int) -> list:
+def _render(generator, requests, options: GenerationOptions) -> list:
     """Render the batch; when it fails, render one by one so only the bad ones fail.
 
     Returns one RenderedImage or Exception per request.
     """
     try:
-        return list(generator.render(requests, batch_size=batch_size))
+        return list(generator.render(requests, batch_size=options.batch_size))
     except Exception:  # noqa: BLE001 - isolate the failing request below
         results = []
         for request in requests:
             try:
                 # same batch_size: the generator pads, so the pixels match a batched render
-                results.append(generator.render([request], batch_size=batch_size)[0])
+                results.append(generator.render([request], batch_size=options.batch_size)[0])
             except Exception as error:  # noqa: BLE001 - recorded on the job, retried
                 results.append(error)
         return results
 
 
-def run_generation(
-    engine: Engine,
-    study_name: str,
-    *,
-    data_dir: str | Path | None = None,
-    worker_id: str | None = None,
-    max_attempts: int = 3,
-    batch_size: int = 8,
-    retry_failed: bool = False,
-    device: str | None = None,
-    progress: Progress | None = None,
-    show_progress_bar: bool = False,
-    generator=None,
-) -> GenerationReport:
-    """Render every missing image of the study `study_name`; safe to stop and rerun at any time.
-
-    `progress(fraction, message)` is called after each image. `generator` (an ImageGenerator with
-    the study's settings) may be passed to reuse a loaded pipeline.
-    """
-    from db.engine import data_dir as default_data_dir
-    from db.engine import session_factory
-
-    if max_attempts < 1 or batch_size < 1:
-        raise ValueError(
-            f"max_attempts={max_attempts}, batch_size={batch_size}: both must be at least 1"
-        )
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
-    factory = session_factory(engine)
-    exclusive = engine.dialect.name != "postgresql"
-    lock = worker_lock(data_dir) if exclusive else _no_lock()
-    with lock:
-        # 1. Tidy up after crashed runs: temp/orphan files, lost files, stale claims
-        with factory.begin() as s:
-            study = _study(s, study_name)
-            study_id = study.id
-            clean_files(s, data_dir, older_than=None if exclusive else STALE_AFTER)
-            _requeue_missing_files(s, study_id, data_dir)
-            _reclaim_stale(s, study_id, exclusive)
-            if retry_failed:
-                s.execute(
-                    update(GenerationJob)
-                    .where(
-                        GenerationJob.status == "failed",
-                        GenerationJob.image_id.in_(_study_image_ids(study_id)),
-                    )
-                    .values(status="pending", attempts=0)
-                    .execution_options(synchronize_session=False)
-                )
-            total = s.scalar(
-                select(func.count()).select_from(_study_image_ids(study_id).subquery())
-            )
-            pending = _count(s, study_id, "pending")
-            settings_dict = dict(study.settings)
-            folders = _checkpoint_folders(s, study_id, data_dir)
-        if pending == 0:
-            return _finish(factory, study_id, rendered=0, failed=0, total=total)
-
-        # 2. Check every checkpoint and the SD folder before rendering anything
-        from deprojector.generate import ImageGenerator, SDSettings
-
-        settings = SDSettings(**settings_dict)
-        model_path = Path(settings.model_path)
-        if not model_path.is_absolute():
-            settings = SDSettings(**{**settings_dict, "model_path": str(data_dir / model_path)})
-        if generator is None:
-            generator = _preflight(lambda st: ImageGenerator(st, device=device), settings, folders)
-        else:
-            _preflight(lambda st: generator, settings, folders)
-        with factory.begin() as s:
-            s.get(Study, study_id).status = "generating"
-
-        # 3. Claim, render, write, record; until no pending job is left
-        rendered = failed = 0
-        bar = _progress_bar(pending, show_progress_bar)
-        while True:
-            with factory.begin() as s:
-                job_ids = _claim(s, study_id, worker_id, batch_size)
-            if not job_ids:
-                break
-            with factory() as s:
-                work = _render_jobs(s, job_ids, data_dir)
-            results = _render(generator, [request for _, _, request in work], batch_size)
-            for (job, image, _), result in zip(work, results, strict=True):
-                if isinstance(result, Exception):
-                    with factory.begin() as s:
-                        row = s.get(GenerationJob, job.id)
-                        row.attempts += 1
-                        row.last_error = f"{type(result).__name__}: {result}"[:2000]
-                        row.status = "failed" if row.attempts >= max_attempts else "pending"
-                        row.claimed_by, row.claimed_at = None, None
-                        failed += row.status == "failed"
-                    continue
-                # the file first (outside the transaction: no write lock held during fsync)
-                try:
-                    path, sha = write_image(data_dir, png_bytes(result.image))
-                except OSError as error:
-                    # full disk or read-only: stop; give this batch's claims back untouched
-                    bar.close()
-                    _release_claims(factory, study_id, worker_id)
-                    raise _unwritable(data_dir, error, rendered) from error
-                with factory.begin() as s:
-                    row = s.get(GenerationJob, job.id)
-                    target = s.get(Image, image.id)
-                    target.path, target.sha256 = path, sha
-                    target.width, target.height = result.image.size
-                    # what shaped the pixels (seed, dtype, device, batch size); paths stay as
-                    # stored (relative to the data dir), the checkpoint is the row's
-                    shaped = {k: v for k, v in result.settings.items() if k != "checkpoint"}
-                    target.settings = {**shaped, "model_path": settings_dict["model_path"]}
-                    row.status, row.last_error = "done", None
-                rendered += 1
-                bar.update(1)
-                if progress is not None:
-                    with factory() as s:
-                        done = total - _count(s, study_id, "pending", "running", "failed")
-                    progress(done / max(total, 1), f"rendered {done} of {total} images")
-        bar.close()
-        return _finish(factory, study_id, rendered=rendered, failed=failed, total=total)
-
-
-def _release_claims(factory, study_id: int, worker_id: str) -> None:
-    """This worker's 'running' jobs go back to 'pending' (attempts unchanged: no image was at
-    fault), and the study back to 'draft'."""
+def _store(factory, data_dir: Path, job_id: int, image_id: int, result, settings: dict) -> None:
+    """The file first (outside the transaction: no write lock held during fsync), then its row
+    and job in one transaction. OSError when the data directory cannot be written."""
+    path, sha = write_image(data_dir, png_bytes(result.image))
     with factory.begin() as s:
-        s.execute(
-            update(GenerationJob)
-            .where(GenerationJob.status == "running", GenerationJob.claimed_by == worker_id)
-            .values(status="pending", claimed_by=None, claimed_at=None)
-            .execution_options(synchronize_session=False)
-        )
-        s.get(Study, study_id).status = "draft"
+        image = s.get(Image, image_id)
+        image.path, image.sha256 = path, sha
+        image.width, image.height = result.image.size
+        # what shaped the pixels (seed, dtype, device, batch size); paths stay as stored
+        # (relative to the data dir), the checkpoint is the row's
+        shaped = {k: v for k, v in result.settings.items() if k != "checkpoint"}
+        image.settings = {**shaped, "model_path": settings["model_path"]}
+        job = s.get(GenerationJob, job_id)
+        job.status, job.last_error = "done", None
+
+
+def _report(factory, work: _Work, progress: Progress) -> None:
+    with factory() as s:
+        done = work.total - count_jobs(s, work.study_id, *OPEN_JOBS)
+    progress(done / max(work.total, 1), f"rendered {done} of {work.total} images")
 
 
 @contextmanager
-def _no_lock() -> Iterator[None]:
-    yield
+def _progress_log(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
+    """Yields `advance()`, called once per image. On a terminal a tqdm bar; in a log file (a
+    background worker's) plain lines without carriage returns or escape codes, about 100 at most."""
+    if not enabled:
+        yield lambda: None
+        return
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        with tqdm(total=total, unit="image", desc="rendering") as bar:
+            yield lambda: bar.update(1)
+        return
+    done = 0
+    step = max(1, total // 100)
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        if done % step == 0 or done == total:
+            print(f"rendering: {done}/{total} images", file=sys.stderr, flush=True)
+
+    yield advance
 
 
-def _progress_bar(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="image", desc="rendering", disable=not enabled)
-
-
-def _finish(factory, study_id: int, rendered: int, failed: int, total: int) -> GenerationReport:
+def _finish(factory, work: _Work, rendered: int, failed: int) -> GenerationReport:
     with factory.begin() as s:
-        remaining = _count(s, study_id, "pending", "running", "failed")
-        running = _count(s, study_id, "running")  # other workers still at it
-        study = s.get(Study, study_id)
-        study.status = "open" if remaining == 0 else "generating" if running else "draft"
-    return GenerationReport(rendered=rendered, failed=failed, remaining=remaining, total=total)
+        remaining = settle_study_status(s, work.study_id)
+    return GenerationReport(rendered=rendered, failed=failed, remaining=remaining, total=work.total)
 
 
 # -- command line ---------------------------------------------------------------------------------
+
+
+def _no_library_progress_bars() -> None:
+    """Turn off the tqdm bars diffusers and transformers draw while loading a pipeline."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -588,18 +367,19 @@ def main(argv: list[str] | None = None) -> int:
     from db.engine import make_engine
     from deprojector.errors import DeprojectorError
 
+    if not sys.stderr.isatty():  # a log file: no library progress bars (\r, escape codes) either
+        _no_library_progress_bars()
     engine = make_engine(args.database_url)
     try:
-        report = run_generation(
-            engine,
-            args.study,
+        options = GenerationOptions(
             worker_id=args.worker_id,
             max_attempts=args.max_attempts,
             batch_size=args.batch_size,
             retry_failed=args.retry_failed,
             device=args.device,
-            show_progress_bar=True,
+            progress_log=True,
         )
+        report = run_generation(engine, args.study, options)
     except (GenerationError, DeprojectorError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -30,7 +30,10 @@ VOTE_COLUMNS = (
     "shown_at",
     "voted_at",
 )
-CHOICES = ("left", "right", "tie")
+# Choices that count for neither side ("same" and "both bad"). The statistics' owner of this rule
+# (db.models.TIE_CHOICES must equal it; evaluation never imports db).
+TIE_CHOICES = ("tie", "both_bad")
+CHOICES = ("left", "right", *TIE_CHOICES)
 # Columns that may be empty; every other column must hold a value in every row.
 OPTIONAL_COLUMNS = ("shown_at", "voted_at")
 # What a comparison is: these must be the same in every row of one comparison.
@@ -115,7 +118,7 @@ def prepare_votes(votes: pd.DataFrame, source: str | None = None) -> pd.DataFram
 
     Returns a new frame with the 16 interchange columns (extra columns dropped; text columns as
     Categoricals, settings as strings) plus `outcome` (int8: +1 variant_a won, -1 variant_b won,
-    0 tie) and `winner` (the winning variant, missing for a tie). Raises `VoteDataError` naming
+    0 tie: any of TIE_CHOICES) and `winner` (the winning variant, missing for a tie). Raises `VoteDataError` naming
     the first bad row and its column; `source` (a file name) makes the message name CSV lines.
     """
     # 1. Every column present.
@@ -147,7 +150,7 @@ def prepare_votes(votes: pd.DataFrame, source: str | None = None) -> pd.DataFram
     if not known.all():
         bad = ~known[choice.codes]
         pos = int(np.argmax(bad))
-        _fail(pos, "choice", choice.categories[choice.codes[pos]], "left, right or tie", source)
+        _fail(pos, "choice", choice.categories[choice.codes[pos]], ", ".join(CHOICES), source)
 
     # 4. Variants and settings consistent: left_variant is one of the two, the sides differ.
     variants, (a_var, b_var, left_var) = _shared_codes(

@@ -14,9 +14,11 @@ from sqlalchemy import func, select
 
 from db.engine import make_engine, session_factory, upgrade
 from db.models import Checkpoint, GenerationJob, Image, Study, Variant
+from evaluation.jobs import worker_running
 from evaluation.plan import StudySpec, create_study
 from evaluation.pregenerate import (
     GenerationError,
+    GenerationOptions,
     WorkerBusyError,
     main,
     run_generation,
@@ -25,6 +27,11 @@ from evaluation.pregenerate import (
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = ("cat maid", "cat, maid", "1boy 1girl in class room")
+
+
+def cpu_options(data_dir: Path) -> GenerationOptions:
+    """Options of a plain CPU run in `data_dir`."""
+    return GenerationOptions(data_dir=data_dir, device="cpu")
 
 
 @pytest.fixture(autouse=True)
@@ -138,13 +145,11 @@ def test_renders_every_image_once_and_reruns_do_nothing(arena):
     """A run renders all 18 images through the tiny SD pipeline; a second run renders none."""
     engine, factory, data_dir = arena
     seen = []
-    report = run_generation(
-        engine, "s", data_dir=data_dir, device="cpu", progress=lambda f, m: seen.append(f)
-    )
+    report = run_generation(engine, "s", cpu_options(data_dir), progress=lambda f, m: seen.append(f))
     assert (report.rendered, report.remaining, report.total) == (18, 0, 18)
     assert seen[-1] == 1.0 and seen == sorted(seen)
     assert_complete(factory, data_dir)
-    again = run_generation(engine, "s", data_dir=data_dir, device="cpu")
+    again = run_generation(engine, "s", cpu_options(data_dir))
     assert (again.rendered, again.remaining) == (0, 0)
 
 
@@ -190,7 +195,7 @@ def test_survives_kill_9_and_resumes(arena):
     (stray / ".tmp-0000-1-ab.png").write_bytes(b"half")
     (stray / ("0" * 64 + ".png")).write_bytes(b"not referenced")
 
-    report = run_generation(engine, "s", data_dir=data_dir, device="cpu")
+    report = run_generation(engine, "s", cpu_options(data_dir))
     assert report.rendered == 18 - done_before
     assert_complete(factory, data_dir)
 
@@ -209,9 +214,31 @@ def test_missing_checkpoint_stops_before_rendering(arena, capsys):
         del os.environ["ARENA_DATA_DIR"]
     assert "checkpoints/v1/epoch-1 does not exist" in capsys.readouterr().err
     with pytest.raises(GenerationError, match="v1/epoch-1"):
-        run_generation(engine, "s", data_dir=data_dir, device="cpu")
+        run_generation(engine, "s", cpu_options(data_dir))
     with factory() as s:
         assert s.scalar(select(func.count(Image.id)).where(Image.path.is_not(None))) == 0
+
+
+def test_worker_running_tells_whether_the_lock_is_held(tmp_path):
+    """worker_running(data_dir) is True exactly while a worker holds the SQLite data dir's lock."""
+    assert not worker_running(tmp_path)
+    with worker_lock(tmp_path):
+        assert worker_running(tmp_path)
+    assert not worker_running(tmp_path)
+
+
+@pytest.mark.slow
+def test_worker_log_has_plain_progress_lines(arena, capsys, monkeypatch):
+    """A worker whose stderr is a log file (not a terminal) writes plain progress lines, no
+    carriage returns or escape codes of a progress bar."""
+    engine, factory, data_dir = arena
+    monkeypatch.setenv("ARENA_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert main(["--study", "s", "--device", "cpu"]) == 0
+    log = capsys.readouterr().err
+    assert "\r" not in log and "\x1b" not in log
+    lines = log.splitlines()
+    assert lines[0] == "rendering: 1/18 images" and lines[-1] == "rendering: 18/18 images"
 
 
 def test_second_sqlite_worker_is_refused(arena):
@@ -219,7 +246,7 @@ def test_second_sqlite_worker_is_refused(arena):
     engine, factory, data_dir = arena
     with worker_lock(data_dir):
         with pytest.raises(WorkerBusyError, match="only one worker"):
-            run_generation(engine, "s", data_dir=data_dir, device="cpu")
+            run_generation(engine, "s", cpu_options(data_dir))
 
 
 @pytest.mark.slow
@@ -240,13 +267,17 @@ def test_failing_renders_are_retried_then_recorded(arena):
             return super().render(requests, batch_size)
 
     generator = FailsOnComposed(settings, device="cpu")
-    report = run_generation(engine, "s", data_dir=data_dir, max_attempts=2, generator=generator)
+    report = run_generation(
+        engine, "s", GenerationOptions(data_dir=data_dir, max_attempts=2), generator=generator
+    )
     assert (report.rendered, report.failed, report.remaining) == (12, 6, 6)
     with factory() as s:
         failed = list(s.scalars(select(GenerationJob).where(GenerationJob.status == "failed")))
         assert all(j.attempts == 2 and "injected failure" in j.last_error for j in failed)
         assert all(j.image.prompt.text == "cat, maid" for j in failed)
-    report = run_generation(engine, "s", data_dir=data_dir, retry_failed=True, device="cpu")
+    report = run_generation(
+        engine, "s", GenerationOptions(data_dir=data_dir, retry_failed=True, device="cpu")
+    )
     assert (report.rendered, report.remaining) == (6, 0)
     assert_complete(factory, data_dir)
 
@@ -292,9 +323,7 @@ def test_postgres_workers_share_the_queue_without_overlap(
             reports[worker_id] = run_generation(
                 engine,
                 "s",
-                data_dir=data_dir,
-                worker_id=worker_id,
-                batch_size=2,
+                GenerationOptions(data_dir=data_dir, worker_id=worker_id, batch_size=2),
                 generator=generator,
             )
         except Exception as error:  # noqa: BLE001 - re-raised in the test thread below
@@ -329,7 +358,9 @@ def test_postgres_reclaims_only_stale_claims(postgres_url, tmp_path, tiny_sd_dir
         stale.claimed_at = datetime.now(UTC) - timedelta(hours=2)
         live.status, live.claimed_by, live.claimed_at = "running", "live-worker", datetime.now(UTC)
         stale_id, live_id = stale.id, live.id
-    report = run_generation(engine, "s", data_dir=data_dir, device="cpu", worker_id="me")
+    report = run_generation(
+        engine, "s", GenerationOptions(data_dir=data_dir, device="cpu", worker_id="me")
+    )
     assert (report.rendered, report.remaining) == (17, 1)
     with factory() as s:
         assert s.get(GenerationJob, stale_id).status == "done"

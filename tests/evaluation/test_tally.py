@@ -299,3 +299,88 @@ def test_to_frame_has_one_row_per_set_with_group_totals():
     assert table["comparison"].tolist() == ["v1 vs v5", "v2 vs v6"]
     assert table["winner"].tolist() == ["x", "y"]
     assert table["x_points"].tolist() == [4, 4] and table["group_winner"].tolist() == ["x", "x"]
+
+
+def random_votes(seed: int, n_votes: int) -> pd.DataFrame:
+    """A random but well-formed vote frame: 1-3 hyperparameters with 2-4 values each (so some
+    have pairwise tables), 1-2 comparisons per pair of values in either orientation, every
+    choice (both kinds of tie included), shared items, rows in random order."""
+    import random
+
+    rng = random.Random(seed)
+    comparisons = []
+    for g in range(rng.randint(1, 3)):
+        values = [str(v) for v in rng.sample(range(1, 9), rng.randint(2, 4))]
+        pairs = [(x, y) for i, x in enumerate(values) for y in values[i + 1 :]]
+        for x, y in rng.sample(pairs, rng.randint(1, len(pairs))):
+            for run in range(rng.randint(1, 2)):
+                sa, sb = (x, y) if rng.random() < 0.5 else (y, x)
+                va, vb = f"h{g}={sa}-r{run}", f"h{g}={sb}-r{run}"
+                comparisons.append((f"h{g}", va, vb, sa, sb))
+    rows = []
+    for _ in range(n_votes):
+        group, va, vb, sa, sb = rng.choice(comparisons)
+        rows.append(
+            {
+                "study": "s",
+                "group": group,
+                "comparison": f"{va} vs {vb}",
+                "variant_a": va,
+                "variant_b": vb,
+                "a_setting": sa,
+                "b_setting": sb,
+                "prompt": f"prompt {rng.randint(0, 2)}",
+                "prompt_kind": "single",
+                "checkpoint": "epoch-1",
+                "seed": rng.randint(0, 1),
+                "annotator": f"ann-{rng.randint(0, 3)}",
+                "left_variant": rng.choice((va, vb)),
+                "choice": rng.choice(("left", "left", "right", "right", "tie", "both_bad")),
+                "shown_at": "2026-11-01T10:00:00Z",
+                "voted_at": "2026-11-01T10:00:05Z",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("mode", ["votes", "majority"])
+@pytest.mark.parametrize("seed", range(40))
+def test_fast_tally_agrees_with_the_plain_reference(seed, mode):
+    """On random vote frames the vectorised tally equals the row-by-row reference of the rule."""
+    from evaluation.tally_reference import reference_tally
+
+    votes = random_votes(seed, n_votes=[5, 40, 300][seed % 3])
+    assert tally_votes(votes, mode=mode).to_dict() == reference_tally(votes, mode=mode)
+
+
+def test_reference_tally_follows_the_article_on_a_hand_worked_case():
+    """The oracle itself: x wins 2 sets to 1 though y has more points; both_bad is a tie."""
+    from evaluation.tally_reference import reference_tally
+
+    votes = frame(
+        set_votes("vicinity", "v2", "v1", "2", "1", a_wins=2, b_wins=1),
+        set_votes("vicinity", "v2b", "v1b", "2", "1", a_wins=1, b_wins=0, ties=3),
+        set_votes("vicinity", "v2c", "v1c", "2", "1", a_wins=0, b_wins=6),
+    )
+    votes.loc[votes["choice"] == "tie", "choice"] = "both_bad"
+    (group,) = reference_tally(votes)["groups"]
+    assert (group["x_sets"], group["y_sets"], group["x_points"], group["y_points"]) == (2, 1, 3, 7)
+    assert (group["winner"], group["decided_by"]) == ("x", "sets")
+    assert group["sets"][1]["ties"] == 3
+
+
+def test_both_bad_counts_as_a_tie_like_tie():
+    """A 'both_bad' vote counts for neither side, exactly as a 'tie' does."""
+    tie = frame(set_votes("vicinity", "v2", "v1", "2", "1", a_wins=2, b_wins=1, ties=2))
+    both_bad = tie.assign(choice=tie["choice"].replace("tie", "both_bad"))
+    assert tally_votes(both_bad).to_dict() == tally_votes(tie).to_dict()
+    assert list(prepare_votes(both_bad)["outcome"]) == list(prepare_votes(tie)["outcome"])
+
+
+def test_tie_choices_are_the_databases():
+    """The statistics' TIE_CHOICES and CHOICES are those the database accepts."""
+    from db import models
+    from evaluation import tally
+
+    assert tally.TIE_CHOICES == models.TIE_CHOICES
+    assert set(tally.CHOICES) == set(models.CHOICES)

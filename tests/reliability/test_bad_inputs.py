@@ -816,7 +816,7 @@ def test_generation_with_a_missing_checkpoint_folder_renders_nothing(
 ):
     """A registered checkpoint folder deleted from disk: GenerationError listing it and the
     fix before any image is rendered; every job stays pending."""
-    from evaluation.pregenerate import GenerationError, run_generation
+    from evaluation.pregenerate import GenerationError, GenerationOptions, run_generation
     from tests.reliability.tiny_arena import build_tiny_arena
 
     arena = build_tiny_arena(tmp_path / "data", tiny_clip_dir, tiny_sd_dir, seeds=(0,))
@@ -825,7 +825,9 @@ def test_generation_with_a_missing_checkpoint_folder_renders_nothing(
     engine = make_engine(arena.url)
 
     with pytest.raises(GenerationError) as info:
-        run_generation(engine, arena.study, data_dir=arena.data_dir, device="cpu")
+        run_generation(
+            engine, arena.study, GenerationOptions(data_dir=arena.data_dir, device="cpu")
+        )
 
     assert str(info.value) == (
         f"cannot pre-generate; nothing was rendered:\n  - checkpoint folder {gone} does not "
@@ -876,7 +878,7 @@ def test_tally_of_a_vote_csv_with_a_bad_choice_names_the_line(vote_csv, capsys):
     assert (code, out) == (1, "")
     assert err == (
         f"error: {vote_csv} line 3 (data row 2), column 'choice': found 'up'; expected left, "
-        "right or tie. Fix or drop that row.\n"
+        "right, tie, both_bad. Fix or drop that row.\n"
     )
     assert vote_csv.read_bytes() == before
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from db.engine import make_engine, session_factory
 from db.models import GenerationJob, Image
-from evaluation.pregenerate import GenerationError, run_generation
+from evaluation.pregenerate import GenerationError, GenerationOptions, run_generation
 from tests.reliability.tiny_arena import audit_images, build_tiny_arena
 
 pytestmark = pytest.mark.root
@@ -106,7 +106,11 @@ def test_full_disk_stops_generation_cleanly_and_a_rerun_finishes(
     engine = make_engine(arena.url)
 
     with pytest.raises(GenerationError) as info:
-        run_generation(engine, arena.study, data_dir=arena.data_dir, batch_size=1, device="cpu")
+        run_generation(
+            engine,
+            arena.study,
+            GenerationOptions(data_dir=arena.data_dir, batch_size=1, device="cpu"),
+        )
 
     match = _message(arena.data_dir, os.strerror(28)).fullmatch(str(info.value))
     assert match, str(info.value)
@@ -119,7 +123,9 @@ def test_full_disk_stops_generation_cleanly_and_a_rerun_finishes(
     assert not [p for p in (arena.data_dir / "images").rglob(".tmp-*")]
 
     filler.unlink()
-    run_generation(engine, arena.study, data_dir=arena.data_dir, batch_size=1, device="cpu")
+    run_generation(
+        engine, arena.study, GenerationOptions(data_dir=arena.data_dir, batch_size=1, device="cpu")
+    )
     engine.dispose()
     assert audit_images(arena) == []
 
@@ -137,7 +143,11 @@ def test_readonly_data_dir_refuses_to_start_and_changes_nothing(
     engine = make_engine(arena.url)
 
     with pytest.raises(GenerationError) as info:
-        run_generation(engine, arena.study, data_dir=arena.data_dir, batch_size=1, device="cpu")
+        run_generation(
+            engine,
+            arena.study,
+            GenerationOptions(data_dir=arena.data_dir, batch_size=1, device="cpu"),
+        )
     engine.dispose()
 
     match = _message(arena.data_dir, os.strerror(30)).fullmatch(str(info.value))
@@ -163,9 +173,7 @@ def test_data_dir_turning_readonly_mid_run_stops_cleanly(
         run_generation(
             engine,
             arena.study,
-            data_dir=arena.data_dir,
-            batch_size=1,
-            device="cpu",
+            GenerationOptions(data_dir=arena.data_dir, batch_size=1, device="cpu"),
             progress=readonly_after_first_image,
         )
     engine.dispose()

@@ -23,11 +23,11 @@ def generate(url: str, study: str, data_dir: str) -> None:
     import torch
 
     from db.engine import make_engine
-    from evaluation.pregenerate import run_generation
+    from evaluation.pregenerate import GenerationOptions, run_generation
 
     torch.set_num_threads(1)
     engine = make_engine(url)
-    run_generation(engine, study, data_dir=data_dir, batch_size=1, device="cpu")
+    run_generation(engine, study, GenerationOptions(data_dir=data_dir, batch_size=1, device="cpu"))
     engine.dispose()
 
 
