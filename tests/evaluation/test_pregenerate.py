@@ -145,7 +145,9 @@ def test_renders_every_image_once_and_reruns_do_nothing(arena):
     """A run renders all 18 images through the tiny SD pipeline; a second run renders none."""
     engine, factory, data_dir = arena
     seen = []
-    report = run_generation(engine, "s", cpu_options(data_dir), progress=lambda f, m: seen.append(f))
+    report = run_generation(
+        engine, "s", cpu_options(data_dir), progress=lambda f, m: seen.append(f)
+    )
     assert (report.rendered, report.remaining, report.total) == (18, 0, 18)
     assert seen[-1] == 1.0 and seen == sorted(seen)
     assert_complete(factory, data_dir)
