@@ -6,8 +6,8 @@
 
 Each voter is a thread with its own Session per transaction, as the app runs it: one read-only
 (DEFERRED on SQLite) transaction for `evaluation.scheduling.next_pair`, one for
-`db.queries.record_vote`; now and then a second
-click on the same pair (must raise DuplicateVoteError) and an undo (`undo_last_vote`, then the
+`db.queries.record_vote`; now and then two
+clicks on the same pair racing from two threads (exactly one must raise DuplicateVoteError) and an undo (`undo_last_vote`, then the
 pair comes back). Every voter remembers what it believes it cast. Afterwards the database must
 hold exactly those live votes (none lost, none duplicated, same side and choice), every call must
 have left one row, `PRAGMA integrity_check` must say ok on SQLite, and the tally of
@@ -61,7 +61,7 @@ class LoadConfig:
     voters: int = 20
     votes_per_voter: int = 200  # successful record_vote calls per voter (undone ones included)
     undo_rate: float = 0.05  # chance of an undo after a vote
-    double_click_rate: float = 0.05  # chance of a second record_vote on the same pair
+    double_click_rate: float = 0.05  # chance of two record_vote calls racing on one pair
     seed: int = 0
     pool_size: int | None = None  # connections kept per engine; None: make_engine's default
 
@@ -151,6 +151,33 @@ def _pair_metadata(s, study_id: int) -> dict[int, dict]:
     return meta
 
 
+def _two_clicks(sessions, pair, annotator_id: int, choices, shown_at) -> tuple[str | None, int]:
+    """record_vote for the same pair from two threads at once; returns (the choice that was
+    recorded, how many clicks were rejected with DuplicateVoteError). Other errors propagate."""
+    barrier = threading.Barrier(2)
+    recorded, rejected, failures = [], [], []
+
+    def click(choice: str) -> None:
+        barrier.wait()
+        try:
+            with sessions.begin() as s:
+                record_vote(s, pair.pair_id, annotator_id, pair.left_side, choice, shown_at)
+            recorded.append(choice)
+        except DuplicateVoteError:
+            rejected.append(choice)
+        except Exception as error:  # noqa: BLE001 - re-raised in the voter's thread
+            failures.append(error)
+
+    threads = [threading.Thread(target=click, args=(c,)) for c in choices]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return (recorded[0] if recorded else None), len(rejected)
+
+
 def _vote_loop(
     sessions, readers, voter: _Voter, study_id: int, cfg: LoadConfig, errors, barrier
 ) -> None:
@@ -167,8 +194,19 @@ def _vote_loop(
                 return
             shown_at = datetime.now(UTC)
             choice = rng.choice(CHOICES)
-            with sessions.begin() as s:
-                record_vote(s, pair.pair_id, voter.annotator_id, pair.left_side, choice, shown_at)
+            racing = rng.random() < cfg.double_click_rate
+            if racing:  # two clicks at once (two tabs, or a rerun): exactly one may count
+                choice, rejected = _two_clicks(
+                    sessions, pair, voter.annotator_id, (choice, "tie"), shown_at
+                )
+                voter.rejected += rejected
+                if rejected != 1:
+                    errors.append(f"{voter.name}: {2 - rejected} clicks on {pair.pair_id} counted")
+            else:
+                with sessions.begin() as s:
+                    record_vote(
+                        s, pair.pair_id, voter.annotator_id, pair.left_side, choice, shown_at
+                    )
             t2 = time.perf_counter()
             voter.next_s.append(t1 - t0)
             voter.record_s.append(t2 - t1)
@@ -177,16 +215,6 @@ def _vote_loop(
             voter.believed[pair.pair_id] = (pair.left_side, choice, pair.left_image_id)
             voter.cast_times[pair.pair_id] = (shown_at, datetime.now(UTC))
             voter.order.append(pair.pair_id)
-
-            if rng.random() < cfg.double_click_rate:  # a second click during a slow rerun
-                try:
-                    with sessions.begin() as s:
-                        record_vote(
-                            s, pair.pair_id, voter.annotator_id, pair.left_side, "tie", shown_at
-                        )
-                    errors.append(f"{voter.name}: a second click on {pair.pair_id} was recorded")
-                except DuplicateVoteError:
-                    voter.rejected += 1
 
             if rng.random() < cfg.undo_rate:
                 with sessions.begin() as s:
