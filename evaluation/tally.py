@@ -118,8 +118,9 @@ def prepare_votes(votes: pd.DataFrame, source: str | None = None) -> pd.DataFram
 
     Returns a new frame with the 16 interchange columns (extra columns dropped; text columns as
     Categoricals, settings as strings) plus `outcome` (int8: +1 variant_a won, -1 variant_b won,
-    0 tie: any of TIE_CHOICES) and `winner` (the winning variant, missing for a tie). Raises `VoteDataError` naming
-    the first bad row and its column; `source` (a file name) makes the message name CSV lines.
+    0 tie: any of TIE_CHOICES) and `winner` (the winning variant, missing for a tie). Raises
+    `VoteDataError` naming the first bad row and its column; `source` (a file name) makes the
+    message name CSV lines.
     """
     # 1. Every column present.
     missing = [c for c in VOTE_COLUMNS if c not in votes.columns]
