@@ -3,6 +3,7 @@
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 from tiny_study import TIMEOUT
@@ -51,6 +52,7 @@ def test_revoking_a_voter_stops_their_link(tiny, db):
     assert db.get(Annotator, tiny.voter_id).disabled
 
 
+@pytest.mark.slow  # make test-fast leaves it out
 def test_study_form_previews_comparisons_and_creates_the_study(tiny, db):
     """Choosing variants previews sets per group and counts; Create writes study, pairs, jobs and
     starts a background worker whose log and outcome the page shows."""

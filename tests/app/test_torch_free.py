@@ -5,6 +5,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent(
@@ -30,6 +32,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # make test-fast leaves it out
 def test_vote_and_results_pages_run_without_importing_torch(tmp_path):
     """Running both pages (and a vote) in a fresh process leaves torch & co. unimported."""
     script = SCRIPT.format(

@@ -26,6 +26,7 @@ def vt_folder(tmp_path):
     return save_checkpoint(model, tmp_path / "vt", {"seed": 1})
 
 
+@pytest.mark.slow  # make test-fast leaves it out
 def test_info_prints_the_parameter_counts_as_one_json_object():
     """`python -m deprojector info --preset vt-final` prints the article's counts as JSON."""
     result = subprocess.run(

@@ -89,6 +89,7 @@ def _killed_run(forkserver, args, kill_at: str, after: int) -> None:
     assert worker.exitcode == -signal.SIGKILL, f"{kill_at} after {after}: exit {worker.exitcode}"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)  # a hang guard only: 11 runs load the pipeline on a busy machine
 def test_generation_killed_ten_times_finishes_with_every_image_once(
     tmp_path, tiny_clip_dir, tiny_sd_dir, forkserver
@@ -113,6 +114,7 @@ def test_generation_killed_ten_times_finishes_with_every_image_once(
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_generation_killed_on_postgresql_finishes_after_restart(
     tmp_path, tiny_clip_dir, tiny_sd_dir, forkserver, postgres_url
