@@ -14,6 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deprojector.config_json import (
+    MAX_HIDDEN_SIZE,
+    MAX_MEMBERS,
+    MAX_VICINITY,
+    MAX_WIDTH,
+    float_field,
+    int_field,
+    pretrained_config_keys,
+)
 from deprojector.errors import CheckpointError, ConfigMismatchError, InputShapeError
 from deprojector.model import SEQ_LEN, VTConfig, VTDeprojector, quick_gelu
 
@@ -220,37 +229,55 @@ class LegacyDeprojector(nn.Module):
 # --- reading the published layout ---------------------------------------------------------
 
 
-def _member_count(config_json: dict[str, Any], names: set[str]) -> int:
+def _member_count(config_json: dict[str, Any], names: set[str], source: str) -> int:
     """`ensemble_size` from the config, else 1 + the highest `encoder_layer.<i>.` index."""
     indices = {
         int(n.split(".")[1])
         for n in names
         if n.startswith("encoder_layer.") and n.split(".")[1].isdigit()
     }
-    return int(config_json.get("ensemble_size", max(indices) + 1 if indices else 1))
+    found = max(indices) + 1 if indices else 1
+    return int_field(
+        {"ensemble_size": found, **config_json},
+        "ensemble_size",
+        source,
+        1,
+        MAX_MEMBERS,
+        fix=f"the weights hold {found} member(s): set ensemble_size to {found}",
+    )
 
 
 def legacy_config(config_json: dict[str, Any], names: set[str], source: str) -> LegacyConfig:
-    """The LegacyConfig of a published folder, from its config.json and tensor names."""
-    members = _member_count(config_json, names)
+    """The LegacyConfig of a published folder, from its config.json and tensor names.
+
+    Every size is typed and bounded here; `checkpoint.py` then checks them against the shapes.
+    """
+    members = _member_count(config_json, names, source)
     has_mlp = bool(config_json.get("apply_mlp_to_input")) or any(
         n.startswith("mlp_to_input") for n in names
     )
-    d = int(config_json.get("hidden_size", 768))
+    d = int_field(config_json, "hidden_size", source, 1, MAX_HIDDEN_SIZE, default=768)
     act = config_json.get("hidden_act", "quick_gelu")
-    if act not in ACTIVATIONS:
+    if not isinstance(act, str) or act not in ACTIVATIONS:
         raise CheckpointError(
             f"{source}: hidden_act={act!r}; expected one of {sorted(ACTIVATIONS)} (CLIP's)"
         )
+    heads = int_field(config_json, "num_attention_heads", source, 1, d, default=12)
+    if d % heads:
+        raise CheckpointError(
+            f"{source}: num_attention_heads={heads} does not divide hidden_size={d}; "
+            "use the config.json saved with the weights"
+        )
+    width = int_field(config_json, "intermediate_size", source, 1, MAX_WIDTH, default=4 * d)
     return LegacyConfig(
         hidden_size=d,
-        num_heads=int(config_json.get("num_attention_heads", 12)),
-        intermediate_size=int(config_json.get("intermediate_size", 4 * d)),
-        layer_norm_eps=float(config_json.get("layer_norm_eps", 1e-5)),
+        num_heads=heads,
+        intermediate_size=width,
+        layer_norm_eps=float_field(config_json, "layer_norm_eps", source, 1e-12, 1.0, 1e-5),
         hidden_act=act,
         num_members=members,
         relative_to_null="null_embed" in names,
-        input_mlp_dim=int(config_json.get("intermediate_size", 4 * d)) if has_mlp else 0,
+        input_mlp_dim=width if has_mlp else 0,
     )
 
 
@@ -315,27 +342,34 @@ def is_author_vt(config_json: dict[str, Any], names: set[str]) -> bool:
 
 
 def author_vt_config(config_json: dict[str, Any], source: str) -> tuple[VTConfig, int]:
-    """(VTConfig, members) of an author-layout VT; refuses anything outside the final VT family."""
+    """(VTConfig, members) of an author-layout VT; refuses anything outside the final VT family.
+
+    Keys transformers' PretrainedConfig writes (`torch_dtype`, `transformers_version`, ...) and
+    the CLIP text config's own keys are accepted whatever their value; any other key is an
+    architecture option of the author's code and must be off.
+    """
     from transformers import CLIPTextConfig  # the author's config is a CLIP text config + VT keys
 
     problems = []
     for key, wanted in AUTHOR_VT_REQUIRED.items():
         if key in config_json and config_json[key] != wanted:
             problems.append(f"{key}={config_json[key]!r} (needs {wanted!r})")
-    known = set(CLIPTextConfig().to_dict()) | AUTHOR_VT_FIELDS | {"architectures", "auto_map"}
+    known = set(CLIPTextConfig().to_dict()) | AUTHOR_VT_FIELDS | pretrained_config_keys()
     for key in sorted(set(config_json) - known):
         if config_json[key] not in (None, False, 0, "", [], {}):
             problems.append(
                 f"{key}={config_json[key]!r} (an option outside the final VT; needs off)"
             )
-    d = int(config_json.get("hidden_size", 768))
-    if int(config_json.get("first_layer_dim", d)) != d:
-        problems.append(f"first_layer_dim={config_json['first_layer_dim']} (needs hidden_size={d})")
+    d = int_field(config_json, "hidden_size", source, 1, MAX_HIDDEN_SIZE, default=768)
+    if config_json.get("first_layer_dim", d) != d:
+        problems.append(
+            f"first_layer_dim={config_json['first_layer_dim']!r} (needs hidden_size={d})"
+        )
     if config_json.get("hidden_act", "quick_gelu") != "quick_gelu":
         problems.append(f"hidden_act={config_json['hidden_act']!r} (needs 'quick_gelu')")
-    if int(config_json.get("max_position_embeddings", SEQ_LEN)) != SEQ_LEN:
+    if config_json.get("max_position_embeddings", SEQ_LEN) != SEQ_LEN:
         problems.append(
-            f"max_position_embeddings={config_json['max_position_embeddings']} (needs 77)"
+            f"max_position_embeddings={config_json['max_position_embeddings']!r} (needs 77)"
         )
     for key in ("vicinity", "first_embed_layer_dim", "mlp_layer_dim"):
         if key not in config_json:
@@ -349,15 +383,24 @@ def author_vt_config(config_json: dict[str, Any], source: str) -> tuple[VTConfig
     try:
         config = VTConfig(
             hidden_size=d,
-            num_heads=int(config_json.get("num_attention_heads", 12)),
-            embed_dim=int(config_json["first_embed_layer_dim"]),
-            vicinity=int(config_json["vicinity"]),
-            mlp_dim=int(config_json["mlp_layer_dim"]),
-            layer_norm_eps=float(config_json.get("layer_norm_eps", 1e-5)),
+            num_heads=int_field(config_json, "num_attention_heads", source, 1, d, default=12),
+            embed_dim=int_field(config_json, "first_embed_layer_dim", source, 1, MAX_WIDTH),
+            vicinity=int_field(config_json, "vicinity", source, 1, MAX_VICINITY),
+            mlp_dim=int_field(config_json, "mlp_layer_dim", source, 1, MAX_WIDTH),
+            layer_norm_eps=float_field(config_json, "layer_norm_eps", source, 1e-12, 1.0, 1e-5),
         )
     except ValueError as exc:
         raise ConfigMismatchError(f"{source}: {exc}") from exc
-    return config, int(config_json.get("ensemble_size", 1))
+    members = int_field(
+        config_json,
+        "ensemble_size",
+        source,
+        1,
+        MAX_MEMBERS,
+        default=1,
+        fix="set it to the number of members whose weights the folder holds",
+    )
+    return config, members
 
 
 def author_vt_key_map(model: VTDeprojector) -> dict[str, str | None]:
