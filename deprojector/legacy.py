@@ -7,6 +7,7 @@ folder's `config.json` and tensor names into a model and a key map; `checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ from deprojector.config_json import (
     pretrained_config_keys,
 )
 from deprojector.errors import CheckpointError, ConfigMismatchError, InputShapeError
-from deprojector.model import SEQ_LEN, VTConfig, VTDeprojector, quick_gelu
+from deprojector.model import SEQ_LEN, VTConfig, VTDeprojector, member_state, quick_gelu
 
 ACTIVATIONS = {"quick_gelu": quick_gelu, "gelu": F.gelu}
 
@@ -155,13 +156,10 @@ class LegacyDeprojector(nn.Module):
         """Member k alone, sharing its weights and the constants."""
         if not 0 <= k < self.num_members:
             raise IndexError(f"member {k} does not exist; this model has {self.num_members}")
-        single = LegacyDeprojector.__new__(LegacyDeprojector)
-        nn.Module.__init__(single)
-        single.config = LegacyConfig(**{**self.config.__dict__, "num_members": 1})
-        single.members = nn.ModuleList([self.members[k]])
-        for name in ("sos", "null", "projection"):
-            single.register_buffer(name, getattr(self, name))
-        return single
+        with torch.device("meta"):  # a skeleton: the tensors are assigned below
+            single = LegacyDeprojector(dataclasses.replace(self.config, num_members=1))
+        single.load_state_dict(member_state(self, k), assign=True)
+        return single.train(self.training)
 
     def _check_embeds(self, embeds: torch.Tensor) -> torch.Tensor:
         d = self.hidden_size

@@ -208,6 +208,18 @@ class VTMember(nn.Module):
         self.mlp_fc1 = nn.Linear(d, m)
         self.mlp_fc2 = nn.Linear(m, d)
         self.final_norm = nn.LayerNorm(d, eps=eps)  # LN_f
+        # (weights key, folded weights) of `inference_weights`, kept in eval mode only
+        self.folded: tuple[tuple, dict[str, torch.Tensor]] | None = None
+        self.register_load_state_dict_post_hook(lambda module, _: module.clear_inference_cache())
+
+    def train(self, mode: bool = True) -> VTMember:
+        """As nn.Module.train; also drops the folded inference weights (see `inference_weights`)."""
+        self.clear_inference_cache()
+        return super().train(mode)
+
+    def clear_inference_cache(self) -> None:
+        """Forget the folded inference weights; call after editing weights in place in eval mode."""
+        self.folded = None
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator) -> None:
@@ -278,18 +290,19 @@ class VTMember(nn.Module):
         return self._mlp_and_output(r)
 
     # --- cached autoregressive pass ------------------------------------------------------
-    def _inference_weights(self) -> dict[str, torch.Tensor]:
-        """Per-step weights with the linear maps folded, reused until a parameter changes.
+    def inference_weights(self) -> dict[str, torch.Tensor]:
+        """Per-step weights with the linear maps folded.
 
         The vicinity term sum_i W_2,i (W_s x_(j-i) + b_s) becomes sum_i T_i x_(j-i) + c with
         T_i = W_2,i W_s: one (vD, D) product per new slot instead of W_s and v blocks of W_2.
-        Folding costs v D^3 once, so it is cached, keyed on the parameters' in-place versions.
+        Folding costs v D^3, so in eval mode the result is kept until `train()` / `eval()` or
+        `load_state_dict` is called or a weight moves (device, dtype or storage); in train mode
+        the weights change every step, so it is folded afresh for each call. After editing
+        weights in place in eval mode, call `eval()` (or `clear_inference_cache()`) again.
         """
-        params = [p for p in self.parameters()]
-        key = tuple((p.data_ptr(), p._version) for p in params)
-        cached = getattr(self, "_folded", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        key = tuple((p.data_ptr(), p.device, p.dtype) for p in self.parameters())
+        if not self.training and self.folded is not None and self.folded[0] == key:
+            return self.folded[1]
         d, e, v = self.config.hidden_size, self.config.embed_dim, self.config.vicinity
         attn = self.self_attn
         with torch.no_grad():
@@ -307,14 +320,15 @@ class VTMember(nn.Module):
                 "c": (blocks @ self.linear1.bias).sum(0),  # (D,): every slot's b_s terms
                 "w_g": w2[:, d : d + e].contiguous(),  # (D, E)
             }
-        self._folded = (key, weights)
+        if not self.training:
+            self.folded = (key, weights)
         return weights
 
     def start(self, e_hat: torch.Tensor, num_slots: int) -> _VTCache:
         """Prepare a key/value + vicinity cache for `num_slots` slots."""
         b, d = e_hat.shape
         h, v = self.config.num_heads, self.config.vicinity
-        w = self._inference_weights()
+        w = self.inference_weights()
         const = F.linear(self.linear1_embeds(e_hat), w["w_g"], self.linear2.bias)  # (B, D)
         return _VTCache(
             weights=w,
@@ -348,7 +362,7 @@ class VTMember(nn.Module):
 
 @dataclass
 class _VTCache:
-    weights: dict[str, torch.Tensor]  # from VTMember._inference_weights
+    weights: dict[str, torch.Tensor]  # from VTMember.inference_weights
     const: torch.Tensor  # (B, D): W_2 g + b_2 + the b_s and out-projection bias terms
     keys: torch.Tensor  # (B, H, slots, D/H)
     values: torch.Tensor  # (B, H, slots, D/H)
@@ -393,14 +407,10 @@ class VTDeprojector(nn.Module):
         """Member k alone, sharing its weights and the constants with this ensemble."""
         if not 0 <= k < self.num_members:
             raise IndexError(f"member {k} does not exist; this model has {self.num_members}")
-        single = VTDeprojector.__new__(VTDeprojector)
-        nn.Module.__init__(single)
-        single.config = self.config
-        single.fuse = 0.0
-        single.members = nn.ModuleList([self.members[k]])
-        for name in ("sos", "null", "inverse_projection"):
-            single.register_buffer(name, getattr(self, name))
-        return single
+        with torch.device("meta"):  # a skeleton: the tensors are assigned below
+            single = VTDeprojector(self.config, num_members=1)
+        single.load_state_dict(member_state(self, k), assign=True)
+        return single.train(self.training)
 
     # --- inputs --------------------------------------------------------------------------
     def _check_embeds(self, embeds: torch.Tensor, name: str = "embeds") -> torch.Tensor:
@@ -563,6 +573,16 @@ def preset_info(preset: str, hidden_size: int = 768) -> dict[str, Any]:
     }
 
 
+def member_state(model: nn.Module, k: int) -> dict[str, torch.Tensor]:
+    """The state dict of member k of `model` as a one-member model's (members.k. -> members.0.)."""
+    prefix = f"members.{k}."
+    return {
+        "members.0." + key[len(prefix) :] if key.startswith(prefix) else key: value
+        for key, value in model.state_dict().items()
+        if key.startswith(prefix) or not key.startswith("members.")
+    }
+
+
 def _member_seed(seed: int, k: int) -> int:
     # Distinct, reproducible streams per member; member 0 of seed s is the single model of seed s.
     return seed * 1_000_003 + k
@@ -574,6 +594,7 @@ __all__ = [
     "VTConfig",
     "VTDeprojector",
     "VTMember",
+    "member_state",
     "parameter_counts",
     "preset_name",
     "preset_shape",

@@ -246,3 +246,41 @@ def test_cached_inference_follows_weight_changes_and_any_out_projection(clip):
     after = model.deproject(embeds)
     assert not torch.allclose(before, after, atol=1e-3)
     assert (after - model.deproject(embeds, use_cache=False)).abs().max() <= 1e-4
+
+
+def test_cached_inference_in_eval_mode_follows_loaded_moved_and_reset_weights(clip):
+    """In eval mode the folded inference weights are kept, yet decoding still equals prefix
+    recomputation after load_state_dict, a dtype move, and in-place edits followed by eval()."""
+    text_model, tokenizer = clip
+    model = VTDeprojector.from_clip(text_model, tokenizer, vt_config("vt-final", D)).eval()
+    other = VTDeprojector.from_clip(text_model, tokenizer, vt_config("vt-final", D), seed=9)
+    embeds = random_inputs(2)
+    before = model.deproject(embeds)
+    model.load_state_dict(other.state_dict())
+    loaded = model.deproject(embeds)
+    assert not torch.allclose(before, loaded, atol=1e-3)
+    assert (loaded - other.eval().deproject(embeds, use_cache=False)).abs().max() <= 1e-4
+    with torch.no_grad():
+        model.members[0].linear1.weight.mul_(1.5)
+    model.eval()
+    edited = model.deproject(embeds)
+    assert not torch.allclose(edited, loaded, atol=1e-3)
+    assert (edited - model.deproject(embeds, use_cache=False)).abs().max() <= 1e-4
+    model.double()
+    wide = model.deproject(embeds.double())
+    assert wide.dtype == torch.float64
+    assert (wide - model.deproject(embeds.double(), use_cache=False)).abs().max() <= 1e-9
+
+
+def test_a_member_is_a_constructed_model_sharing_the_ensembles_tensors(clip):
+    """member(k) is a one-member VTDeprojector whose tensors are member k's (no copy), with the
+    frozen attention still frozen."""
+    text_model, tokenizer = clip
+    model = VTDeprojector.from_clip(text_model, tokenizer, vt_config("vt-final", D), num_members=3)
+    single = model.member(2)
+    assert type(single) is VTDeprojector and single.num_members == 1 and single.fuse == 0.0
+    assert single.members[0].linear2.weight.data_ptr() == model.members[2].linear2.weight.data_ptr()
+    assert single.sos.data_ptr() == model.sos.data_ptr()
+    frozen = {n for n, p in single.named_parameters() if not p.requires_grad}
+    assert frozen and all("self_attn" in n for n in frozen)
+    assert single.training == model.training
