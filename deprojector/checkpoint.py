@@ -8,6 +8,7 @@ this project's VT, the published v1..v5 models and the author's VT layout.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import json
 import os
 import platform
@@ -64,12 +65,23 @@ class CheckpointInfo:
 
 
 def library_versions() -> dict[str, str]:
-    return {
+    """Python and the libraries a checkpoint's numbers depend on, stored in every config.json.
+
+    The one owner of this list (training stores the same). transformers and accelerate are read
+    from package metadata, not imported, and left out where they are not installed.
+    """
+    versions = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "safetensors": safetensors.__version__,
         "numpy": np.__version__,
     }
+    for package in ("transformers", "accelerate"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
 
 
 def save_checkpoint(model: VTDeprojector, folder: str | Path, meta: dict | None = None) -> Path:

@@ -28,7 +28,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import re
 import shutil
 import time
@@ -42,7 +41,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from deprojector.checkpoint import load_deprojector, save_checkpoint
+from deprojector.checkpoint import library_versions, load_deprojector, save_checkpoint
 from deprojector.data import load_part, read_manifest
 from deprojector.errors import ConfigMismatchError, DeprojectorError
 from deprojector.model import PRESETS, VTDeprojector, preset_shape, vt_config, weighted_mse
@@ -84,21 +83,6 @@ class _TeacherForced(nn.Module):
 
     def forward(self, embeds: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         return self.model.forward_members(embeds, hidden)
-
-
-def library_versions() -> dict[str, str]:
-    import accelerate
-    import safetensors
-    import transformers
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "accelerate": accelerate.__version__,
-        "safetensors": safetensors.__version__,
-        "numpy": np.__version__,
-    }
 
 
 def member_losses(outputs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
