@@ -55,7 +55,7 @@ def bench_weight_streaming(model: VTDeprojector) -> float:
     """ms to multiply one vector by every weight a cached step reads (10 D^2 at vt-final), 76
     times: the memory-bandwidth floor of batch-1 decoding in float32 on this machine."""
     m = model.members[0]
-    w = m._inference_weights()
+    w = m.inference_weights()
     weights = [w["w_qkv"], w["t"], w["w_a"], m.mlp_fc1.weight.detach(), m.mlp_fc2.weight.detach()]
     inputs = [torch.randn(1, t.shape[1]) for t in weights]
 
