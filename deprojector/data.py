@@ -351,26 +351,147 @@ def read_manifest(folder: str | Path) -> dict:
     return manifest
 
 
-def load_part(folder: str | Path, part: str) -> dict[str, torch.Tensor]:
-    """All samples of one part (`"train"` or `"heldout"`) as tensors: pooled (N, D),
-    text_embeds (N, P), hidden (N, 77, D), mask (N, 77)."""
+def _part_files(folder: Path, part: str) -> list[Path]:
+    """The shard files of one part, in manifest order, each checked to exist."""
     if part not in PARTS:
         raise ValueError(f"part={part!r}: expected one of {PARTS}")
-    folder = Path(folder)
     manifest = read_manifest(folder)
-    loaded = []
+    paths = []
     for shard in manifest["parts"][part]["shards"]:
         path = folder / shard["file"]
         if not path.is_file():
             raise TrainingDataError(
                 f"{path}: listed in manifest.json but missing; rebuild the data"
             )
+        paths.append(path)
+    return paths
+
+
+def load_part(folder: str | Path, part: str) -> dict[str, torch.Tensor]:
+    """All samples of one part (`"train"` or `"heldout"`) as tensors in memory: pooled (N, D),
+    text_embeds (N, P), hidden (N, 77, D), mask (N, 77). See `open_part` for large parts."""
+    loaded = []
+    for path in _part_files(Path(folder), part):
         tensors = load_file(path)
         missing = [name for name in TENSORS if name not in tensors]
         if missing:
             raise TrainingDataError(f"{path}: tensors {missing} missing; expected {list(TENSORS)}")
         loaded.append(tensors)
     return {name: torch.cat([t[name] for t in loaded]) for name in TENSORS}
+
+
+MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit on a header
+
+
+def _tensor_location(path: Path, name: str) -> tuple[int, tuple[int, ...]]:
+    """(byte offset of the data, shape) of float32 tensor `name` in a safetensors file.
+
+    Read from the file's header (8-byte little-endian length + JSON); no tensor is loaded.
+    """
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+        if not 0 < length <= MAX_HEADER_BYTES:
+            raise TrainingDataError(f"{path}: not a safetensors file (header length {length})")
+        try:
+            header = json.loads(f.read(length))
+            entry = header[name]
+            shape = tuple(int(n) for n in entry["shape"])
+            begin, end = (int(n) for n in entry["data_offsets"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TrainingDataError(
+                f"{path}: tensor {name!r} not found in a readable safetensors header ({exc}); "
+                "rebuild the data"
+            ) from exc
+    if entry.get("dtype") != "F32" or end - begin != 4 * math.prod(shape):
+        raise TrainingDataError(
+            f"{path}: tensor {name!r} is {entry.get('dtype')} {list(shape)} over {end - begin} "
+            "bytes; expected float32 as written by `python -m deprojector.data`: rebuild the data"
+        )
+    return 8 + length + begin, shape
+
+
+class ShardedRows:
+    """A float32 tensor of shape (N, ...) split across shard files, read by rows on demand.
+
+    `rows[index]` (an int array, tensor, slice or int) reads just those rows with positioned
+    reads into a fresh tensor: the OS page cache holds the files, this process only the batch.
+    """
+
+    def __init__(self, paths: list[Path], name: str) -> None:
+        self.paths = paths
+        located = [_tensor_location(path, name) for path in paths]
+        self.offsets = [offset for offset, _ in located]
+        self.row_shape = located[0][1][1:] if located else ()
+        for path, (_, shape) in zip(paths, located, strict=True):
+            if shape[1:] != self.row_shape:
+                raise TrainingDataError(
+                    f"{path}: {name!r} rows have shape {list(shape[1:])}, the first shard's "
+                    f"{list(self.row_shape)}; the shards come from different builds: rebuild"
+                )
+        counts = [shape[0] for _, shape in located]
+        self.starts = np.cumsum([0, *counts])  # shard k holds rows starts[k] .. starts[k+1]-1
+        self.row_bytes = 4 * math.prod(self.row_shape)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (int(self.starts[-1]), *self.row_shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> torch.Tensor:
+        if isinstance(index, int | np.integer):
+            return self[[index]][0]
+        rows = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
+        rows = rows.astype(np.int64).reshape(-1)
+        if rows.size and not (0 <= rows.min() and rows.max() < len(self)):
+            raise IndexError(f"rows {rows.min()}..{rows.max()} outside 0..{len(self) - 1}")
+        out = np.empty((rows.size, *self.row_shape), dtype=np.float32)
+        shards = np.searchsorted(self.starts, rows, side="right") - 1
+        # One open per shard touched; each row is one contiguous read straight into `out`.
+        for k in np.unique(shards):
+            with open(self.paths[k], "rb", buffering=0) as f:
+                for i in np.flatnonzero(shards == k):
+                    f.seek(self.offsets[k] + (int(rows[i]) - int(self.starts[k])) * self.row_bytes)
+                    if f.readinto(memoryview(out[i]).cast("B")) != self.row_bytes:
+                        raise TrainingDataError(
+                            f"{self.paths[k]}: ends inside row {rows[i]}; the file is truncated: "
+                            "rebuild the data"
+                        )
+        return torch.from_numpy(out)
+
+
+def open_part(folder: str | Path, part: str) -> dict[str, torch.Tensor | ShardedRows]:
+    """One part without holding its hidden states in memory: like `load_part`, but `hidden`
+    is a `ShardedRows` read from the shard files on demand (index it with the rows of a
+    batch); pooled (N, D) and mask (N, 77), 2 % of the bytes, are loaded. text_embeds is left
+    out (training does not use it)."""
+    paths = _part_files(Path(folder), part)
+    small: dict[str, list[torch.Tensor]] = {"pooled": [], "mask": []}
+    for path in paths:
+        try:
+            with safe_open(path, framework="pt") as f:
+                names = set(f.keys())
+                for name in small:
+                    if name in names:
+                        small[name].append(f.get_tensor(name))
+        except Exception as exc:  # SafetensorError and OSError carry the reason
+            raise TrainingDataError(
+                f"{path}: cannot be read ({exc}); the shard is truncated or corrupt: rebuild "
+                "the data"
+            ) from exc
+        missing = [name for name in TENSORS if name not in names]
+        if missing:
+            raise TrainingDataError(f"{path}: tensors {missing} missing; expected {list(TENSORS)}")
+    hidden = ShardedRows(paths, "hidden")
+    data = {name: torch.cat(tensors) for name, tensors in small.items()}
+    if hidden.shape[0] != data["pooled"].shape[0]:
+        raise TrainingDataError(
+            f"{folder}: {part} has {hidden.shape[0]} hidden rows but {data['pooled'].shape[0]} "
+            "pooled rows; rebuild the data"
+        )
+    return {**data, "hidden": hidden}
 
 
 def parse_args(argv: list[str] | None = None) -> DataConfig:

@@ -14,8 +14,9 @@ CPU-sized example on the tiny models (under a minute on 2 idle cores, mostly imp
 Writes `OUT/epoch-N/` (model.safetensors; config.json with config, seed, data fingerprint, metrics
 and versions; optimizer.safetensors with Adam and RNG state) and `OUT/metrics.jsonl`: per epoch the
 training loss and, on the held-out part, weighted MSE (the loss), plain MSE over positions 1..76
-and mean per-position cosine similarity, teacher-forced (tf) and free-running (ar). Both parts are
-held in memory (N x 77 x D float32). Rerunning the same command resumes after the last complete
+and mean per-position cosine similarity, teacher-forced (tf) and free-running (ar). Hidden states
+(N x 77 x D float32) are not held in memory: each batch's rows are read from the shard files (one
+seeded permutation over all shards per epoch), so 100k samples at D = 768 train in < 4 GB. Rerunning the same command resumes after the last complete
 epoch. Data-parallel (same files; only process 0 writes; --batch-size stays the global batch):
 
     accelerate launch --multi_gpu --num_processes 2 -m deprojector.train --data ... --out ...
@@ -42,7 +43,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from deprojector.checkpoint import library_versions, load_deprojector, save_checkpoint
-from deprojector.data import load_part, read_manifest
+from deprojector.data import open_part, read_manifest
 from deprojector.errors import ConfigMismatchError, DeprojectorError
 from deprojector.model import PRESETS, VTDeprojector, preset_shape, vt_config, weighted_mse
 from deprojector.text import ClipText
@@ -248,8 +249,9 @@ def train(cfg: TrainConfig) -> list[dict]:
     )
     del clip
 
-    # 3. Data: whole parts in memory; row 0 of each part is the "" sample, whose input is n
-    train_data, heldout = load_part(cfg.data, "train"), load_part(cfg.data, "heldout")
+    # 3. Data: pooled inputs and masks in memory, hidden states (98 % of the bytes) read from
+    # the shard files batch by batch; row 0 of each part is the "" sample, whose input is n
+    train_data, heldout = open_part(cfg.data, "train"), open_part(cfg.data, "heldout")
     if not torch.allclose(train_data["pooled"][0], model.null, atol=1e-4):
         raise ConfigMismatchError(
             f"--data {cfg.data} was not built with the CLIP model in {cfg.clip} (its empty-string "

@@ -14,6 +14,7 @@ from deprojector.data import (
     build_dataset,
     load_part,
     main,
+    open_part,
     plan_part,
     read_manifest,
 )
@@ -230,3 +231,33 @@ def test_kind_mix_is_about_40_30_30():
     assert shares["normal"] == pytest.approx(0.4, abs=0.04)
     assert shares["split"] == pytest.approx(0.3, abs=0.04)
     assert shares["combine"] == pytest.approx(0.3, abs=0.04)
+
+
+def test_open_part_reads_the_same_rows_as_load_part_without_loading_hidden_states(built):
+    """open_part gives the rows load_part holds, for any batch of rows across shards (shuffled,
+    sliced or single), while its hidden states stay in the shard files."""
+    out, _ = built
+    whole, opened = load_part(out, "train"), open_part(out, "train")
+    n = whole["hidden"].shape[0]
+    assert opened["hidden"].shape == whole["hidden"].shape and n > 16  # more than one shard
+    assert not isinstance(opened["hidden"], torch.Tensor)
+    assert torch.equal(opened["pooled"], whole["pooled"])
+    assert torch.equal(opened["mask"], whole["mask"])
+    rows = np.random.default_rng(0).permutation(n)[:20]
+    assert torch.equal(opened["hidden"][rows], whole["hidden"][rows])
+    assert torch.equal(opened["hidden"][torch.from_numpy(rows)], whole["hidden"][rows])
+    assert torch.equal(opened["hidden"][5:n], whole["hidden"][5:n])
+    assert torch.equal(opened["hidden"][n - 1], whole["hidden"][n - 1])
+
+
+def test_a_truncated_shard_is_named(built, tmp_path):
+    """A shard cut short raises TrainingDataError naming the file and saying to rebuild."""
+    out, manifest = built
+    copy = tmp_path / "data"
+    copy.mkdir()
+    for path in out.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    last = copy / manifest["parts"]["train"]["shards"][-1]["file"]
+    last.write_bytes(last.read_bytes()[:-1000])
+    with pytest.raises(TrainingDataError, match=rf"{last.name}: cannot be read .*rebuild"):
+        open_part(copy, "train")
