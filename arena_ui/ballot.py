@@ -9,19 +9,37 @@ key press on the same pair hits the database's one-live-vote index and is ignore
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from arena_ui.identity import current_user
 from arena_ui.resources import transaction
 from db.errors import DuplicateVoteError
-from db.queries import get_pair, record_vote, undo_last_vote
+from db.queries import comparison_counts, get_pair, record_vote, undo_last_vote
 from evaluation.scheduling import ScheduledPair, next_pair
+
+if TYPE_CHECKING:
+    from arena_ui.selection import StudyChoice
+    from evaluation.decisions import StudyState
 
 BALLOT_KEY = "arena_ballot"  # the ScheduledPair on screen
 SHOWN_KEY = "arena_shown_at"  # pair id -> when it was first displayed (UTC)
 NOTICE_KEY = "arena_vote_notice"
 FLIP_SIDE_KEY = "vote_flip_side"  # which image the flip view shows: "Left" or "Right"
+TAGS_KEY = "vote_tags"  # (pair id, the reason tags toggled on for it)
+
+
+def tags_on(pair_id: int) -> frozenset[str]:
+    """The reason tags toggled on for `pair_id` (none for a pair not yet touched: tags start
+    empty for every new pair)."""
+    held = st.session_state.get(TAGS_KEY)
+    return held[1] if held is not None and held[0] == pair_id else frozenset()
+
+
+def toggle_tag(pair_id: int, tag: str) -> None:
+    """`on_click` callback of a reason-tag button (keys 1..6): switch `tag` for this pair."""
+    st.session_state[TAGS_KEY] = (pair_id, tags_on(pair_id) ^ {tag})
 
 
 def now() -> datetime:
@@ -60,8 +78,16 @@ def current_ballot(annotator_id: int, study_id: int) -> ScheduledPair | None:
     return pair
 
 
-def cast_vote(study_id: int, pair_id: int, left_side: str, choice: str) -> None:
-    """`on_click` callback: record one vote on `pair_id` for the signed-in annotator."""
+def cast_vote(
+    study_id: int,
+    pair_id: int,
+    left_side: str,
+    choice: str,
+    allocation_rule: str | None = None,
+    comparison_status: str | None = None,
+) -> None:
+    """`on_click` callback: record one vote on `pair_id` for the signed-in annotator, with the
+    reason tags toggled for it and why the scheduler served it (rule, comparison status)."""
     user = current_user()  # checked again here: a revoked token cannot vote
     if user is None:
         st.session_state[NOTICE_KEY] = "Your link is no longer valid; the vote was not recorded."
@@ -79,6 +105,9 @@ def cast_vote(study_id: int, pair_id: int, left_side: str, choice: str) -> None:
                 shown_at,
                 study_id=study_id,
                 voted_at=voted_at,
+                tags=sorted(tags_on(pair_id)),
+                allocation_rule=allocation_rule,
+                comparison_status=comparison_status,
             )
     except DuplicateVoteError:
         pass  # a double click or a repeated key: the first one counted
@@ -86,6 +115,7 @@ def cast_vote(study_id: int, pair_id: int, left_side: str, choice: str) -> None:
     if ballot is not None and ballot[1] is not None and ballot[1].pair_id == pair_id:
         del st.session_state[BALLOT_KEY]
         st.session_state[FLIP_SIDE_KEY] = "Left"  # each new pair starts on its left image
+        st.session_state.pop(TAGS_KEY, None)  # and with no reason tag
 
 
 def undo(study_id: int) -> None:
@@ -102,6 +132,23 @@ def undo(study_id: int) -> None:
     pair = scheduled(undone[0], undone[1], study_id)
     st.session_state[BALLOT_KEY] = ((user.id, study_id), pair)
     st.session_state.setdefault(SHOWN_KEY, {})[pair.pair_id] = now()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _state(counts: tuple, alpha: float, delta: float, vote_cap: int | None) -> StudyState | None:
+    try:  # the decision rules (evaluation.decisions) may not be installed on an older checkout
+        from evaluation.study_state import study_state
+    except ImportError:
+        return None
+    return study_state(counts, alpha=alpha, delta=delta, vote_cap=vote_cap)
+
+
+def study_state(study: StudyChoice) -> StudyState | None:
+    """The study's settled / open comparisons and votes still needed, from one grouped count
+    query; the decision rules run again only when a count changes (None without them)."""
+    with transaction(readonly=True) as s:
+        counts = tuple(comparison_counts(s, study.id))
+    return _state(counts, study.alpha, study.delta, study.vote_cap)
 
 
 def flip() -> None:

@@ -1,23 +1,65 @@
-"""Vote: two images of the same prompt and seed, makers hidden. Keys: Left, Down (same), Right,
-Backspace (undo), F (flip in the single-image view)."""
+"""Vote: two images of the same prompt and seed, makers hidden. Keys: Left, Right, Down (same),
+Up (both bad), 1-6 (reason tags), Backspace (undo), F (flip in the single-image view)."""
 
 import streamlit as st
 
 from arena_ui import ballot
 from arena_ui.identity import require_user
 from arena_ui.resources import image_file, transaction
-from arena_ui.selection import selected_study
+from arena_ui.selection import VOTABLE_STATUSES, plain, selected_study, waiting_studies
 from arena_ui.tables import own_results
 from db.queries import progress
 
 user = require_user()
 study = selected_study(user)
 if study is None:
-    st.info("No study is open for voting yet: an admin starts one on the Studies page to continue.")
+    if waiting := waiting_studies():
+        st.info(
+            f"No pairs ready yet: the images of **{plain(waiting[0])}** are still being "
+            "generated. Check back in a few minutes."
+        )
+    else:
+        st.info(
+            "No study is open for voting yet: an admin starts one on the Studies page to continue."
+        )
+    st.stop()
+if not study.votable:
+    if study.status in VOTABLE_STATUSES:
+        st.info(f"No pairs ready yet in **{plain(study.name)}**: its images are being generated.")
+    else:
+        st.info(
+            f"**{plain(study.name)}** is {study.status}, not open for voting: pick an open study "
+            "in the sidebar to continue."
+        )
     st.stop()
 
-# Keep both images and the buttons on one screen; "actual size" lifts the cap.
-CAP_CSS = "<style>[data-testid='stImage'] img {max-height: 64vh; object-fit: contain;}</style>"
+# Keep both images and the buttons on one screen (a laptop's or a phone's); "actual size" lifts
+# the cap. Images have no fullscreen button: the arrow keys would vote on a pair half hidden.
+CAP_CSS = "<style>[data-testid='stImage'] img {max-height: 56vh; object-fit: contain;}</style>"
+FLIP_CAP_CSS = "<style>[data-testid='stImage'] img {max-height: 52vh; object-fit: contain;}</style>"
+NO_FULLSCREEN_CSS = (
+    "<style>[data-testid='stImage'] ~ [data-testid='stElementToolbar'],"
+    " [data-testid='stElementToolbar']:has(~ [data-testid='stImage']) {display: none;}</style>"
+)
+CHOICES = (  # label, key, choice, button type
+    ("Left better", "Left", "left", "primary"),
+    ("Same", "Down", "tie", "secondary"),
+    ("Both bad", "Up", "both_bad", "secondary"),
+    ("Right better", "Right", "right", "primary"),
+)
+
+
+def state_line() -> None:
+    """Comparisons settled / open and the votes the study still needs, in one caption."""
+    state = ballot.study_state(study)
+    if state is None:
+        return
+    needed = (
+        "votes still needed: not estimated yet"
+        if state.votes_needed is None
+        else f"about {state.votes_needed} more votes needed"
+    )
+    st.caption(f"Study: {state.settled} comparisons settled · {state.open} open · {needed}")
 
 
 @st.fragment
@@ -28,24 +70,40 @@ def ballot_view() -> None:
     with transaction(readonly=True) as s:
         done = progress(s, user.id, study.id)
 
-    if pair is None and done.remaining > 0:
-        st.info(
-            f"You have judged every pair rendered so far; {done.remaining} more are still being "
-            "generated. Check back later."
-        )
-        return
     if pair is None:
-        st.success(
-            f"All done: you have judged all {done.total} pairs of **{study.name}**. Thank you!"
+        state = ballot.study_state(study)
+        if study.stop_when_settled and state is not None and state.open == 0:
+            st.success(
+                f"**{plain(study.name)}** is settled: every comparison is decided, so no more "
+                "votes are needed. Thank you!"
+            )
+            if user.is_admin or study.results_visible_to_voters:
+                st.page_link("pages/results.py", label="See the results", icon="📊")
+        elif done.remaining > 0:
+            st.info(
+                f"You have judged every pair rendered so far; {done.remaining} more are still "
+                "being generated. Check back later."
+            )
+        else:
+            st.success(
+                f"All done: you have judged all {done.total} pairs of **{plain(study.name)}**. "
+                "Thank you!"
+            )
+            if user.is_admin or study.results_visible_to_voters:
+                st.subheader("Your own votes")
+                st.dataframe(own_results(study.id, user.name), hide_index=True)
+        st.button(
+            "Undo my last vote",
+            key="undo_done",
+            shortcut="Backspace",
+            on_click=ballot.undo,
+            args=(study.id,),
         )
-        st.button("Undo my last vote", key="undo_done", on_click=ballot.undo, args=(study.id,))
-        if user.is_admin or study.results_visible_to_voters:
-            st.subheader("Your own votes")
-            st.dataframe(own_results(study.id, user.name), hide_index=True)
         return
 
     st.progress(done.done / max(done.total, 1), text=f"{done.done} judged · {done.remaining} left")
-    st.markdown(f"#### Prompt: “{pair.prompt}”")
+    state_line()
+    st.markdown(f"#### Prompt: “{plain(pair.prompt)}”")
     flip = st.session_state.get("vote_flip", False)  # view toggles, drawn below the fragment
     width = "content" if st.session_state.get("vote_actual_size", False) else "stretch"
 
@@ -53,7 +111,7 @@ def ballot_view() -> None:
     if flip:
         showing = st.session_state.setdefault(ballot.FLIP_SIDE_KEY, "Left")
         st.button(
-            f"Flip (F): showing the {showing.lower()} image",
+            f"Flip: showing the {showing.lower()} image",
             key="vote_flip_button",
             shortcut="F",
             on_click=ballot.flip,
@@ -65,55 +123,57 @@ def ballot_view() -> None:
             output_format="PNG",
         )
     else:
-        col_l, col_r = st.columns(2)
+        col_l, col_r = st.columns(2, wrap=False)  # side by side on a phone too
         col_l.image(str(left), caption="Left", width=width, output_format="PNG")
         col_r.image(str(right), caption="Right", width=width, output_format="PNG")
 
-    args = (study.id, pair.pair_id, pair.left_side)
-    b1, b2, b3, b4 = st.columns(4)
-    b1.button(
-        "⬅ Left better",
-        key="vote_left",
-        shortcut="Left",
-        width="stretch",
-        on_click=ballot.cast_vote,
-        args=(*args, "left"),
-        type="primary",
-    )
-    b2.button(
-        "Same ⬇",
-        key="vote_tie",
-        shortcut="Down",
-        width="stretch",
-        on_click=ballot.cast_vote,
-        args=(*args, "tie"),
-    )
-    b3.button(
-        "Right better ➡",
-        key="vote_right",
-        shortcut="Right",
-        width="stretch",
-        on_click=ballot.cast_vote,
-        args=(*args, "right"),
-        type="primary",
-    )
-    b4.button(
-        "↶ Undo",
-        key="vote_undo",
-        shortcut="Backspace",
-        width="stretch",
-        on_click=ballot.undo,
-        args=(study.id,),
-    )
+    # Why the scheduler served this pair (recorded with the vote; None on older schedulers)
+    served = (getattr(pair, "rule", None), getattr(pair, "status", None))
+    with st.container(horizontal=True, key="vote_buttons"):
+        for label, key, choice, kind in CHOICES:
+            st.button(
+                label,
+                key=f"vote_{choice}",
+                shortcut=key,
+                width="stretch",
+                on_click=ballot.cast_vote,
+                args=(study.id, pair.pair_id, pair.left_side, choice, *served),
+                type=kind,
+            )
+        st.button(
+            "Undo",
+            key="vote_undo",
+            shortcut="Backspace",
+            width="stretch",
+            on_click=ballot.undo,
+            args=(study.id,),
+        )
+    if study.reason_tags:
+        on = ballot.tags_on(pair.pair_id)
+        with st.container(horizontal=True, key="vote_tags"):
+            st.caption("Why (optional):")
+            for number, tag in enumerate(study.reason_tags[:6], start=1):
+                st.button(
+                    f"✓ {tag}" if tag in on else tag,
+                    key=f"vote_tag_{number}",
+                    shortcut=str(number),
+                    on_click=ballot.toggle_tag,
+                    args=(pair.pair_id, tag),
+                    type="primary" if tag in on else "tertiary",
+                )
 
 
 st.caption(
-    f"Study **{study.name}** · voting as **{user.name}** · which model made which image is hidden"
+    f"Study **{plain(study.name)}** · voting as **{plain(user.name)}** · which model made which "
+    "image is hidden"
 )
 ballot_view()
 
 # View options live outside the fragment: a vote reruns only the pair above.
 flip_col, size_col = st.columns(2)
 flip_col.toggle("Flip view: one image at a time, same place", key="vote_flip")
-if not size_col.toggle("Actual size (full resolution)", key="vote_actual_size"):
-    st.markdown(CAP_CSS, unsafe_allow_html=True)
+actual = size_col.toggle("Actual size (full resolution)", key="vote_actual_size")
+st.markdown(NO_FULLSCREEN_CSS, unsafe_allow_html=True)
+if not actual:
+    css = FLIP_CAP_CSS if st.session_state.get("vote_flip", False) else CAP_CSS
+    st.markdown(css, unsafe_allow_html=True)

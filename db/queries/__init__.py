@@ -11,14 +11,23 @@ from db.queries.studies import (
     get_pair,
     get_study,
     list_studies,
+    rendered_pairs,
     study_by_name,
     study_pairs,
 )
-from db.queries.votes import Progress, live_vote, progress, record_vote, undo_last_vote
+from db.queries.votes import (
+    Progress,
+    comparison_counts,
+    live_vote,
+    progress,
+    record_vote,
+    undo_last_vote,
+)
 
 __all__ = [
     "VOTE_COLUMNS",
     "Progress",
+    "comparison_counts",
     "get_annotator",
     "get_pair",
     "get_study",
@@ -27,6 +36,7 @@ __all__ = [
     "live_votes_frame",
     "progress",
     "record_vote",
+    "rendered_pairs",
     "study_by_name",
     "study_pairs",
     "undo_last_vote",

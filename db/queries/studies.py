@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
 
 from db.errors import NotFoundError
-from db.models import Annotator, Comparison, ImagePair, Study
+from db.models import Annotator, Comparison, Image, ImagePair, Study, Vote
 
 
 def get_study(s: Session, study_id: int) -> Study:
@@ -24,8 +24,38 @@ def study_by_name(s: Session, name: str) -> Study:
     return study
 
 
-def list_studies(s: Session) -> list[Study]:
-    return list(s.scalars(select(Study).order_by(Study.created_at, Study.id)))
+def list_studies(
+    s: Session, statuses: tuple[str, ...] | None = None, newest_first: bool = False
+) -> list[Study]:
+    """Studies in creation order (or newest first), optionally only those in `statuses`."""
+    order = (
+        (Study.created_at.desc(), Study.id.desc()) if newest_first else (Study.created_at, Study.id)
+    )
+    query = select(Study).order_by(*order)
+    if statuses is not None:
+        query = query.where(Study.status.in_(statuses))
+    return list(s.scalars(query))
+
+
+def rendered_pairs(s: Session, annotator_id: int) -> dict[int, tuple[int, int]]:
+    """study id -> (regular pairs with both images rendered, those of them the annotator has
+    no live vote on); studies without a rendered pair are absent."""
+    image_a, image_b = aliased(Image), aliased(Image)
+    rows = s.execute(
+        select(Comparison.study_id, func.count(ImagePair.id), func.count(Vote.id))
+        .join(Comparison, ImagePair.comparison_id == Comparison.id)
+        .join(image_a, ImagePair.image_a_id == image_a.id)
+        .join(image_b, ImagePair.image_b_id == image_b.id)
+        .outerjoin(
+            Vote,
+            (Vote.pair_id == ImagePair.id)
+            & (Vote.annotator_id == annotator_id)
+            & Vote.superseded_at.is_(None),
+        )
+        .where(ImagePair.qc_kind.is_(None), image_a.path.is_not(None), image_b.path.is_not(None))
+        .group_by(Comparison.study_id)
+    ).all()
+    return {study_id: (total, total - judged) for study_id, total, judged in rows}
 
 
 def get_annotator(s: Session, annotator_id: int) -> Annotator:

@@ -2,14 +2,17 @@
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 from tiny_study import TIMEOUT
 
 from arena_ui.ballot import BALLOT_KEY
+from arena_ui.selection import plain
 from db.models import Study, Variant, Vote
 
 VOTE_PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "vote.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
 def open_vote_page(token: str | None) -> AppTest:
@@ -47,20 +50,22 @@ def test_vote_page_refuses_a_revoked_token(tiny, db):
     assert "not signed in" in at.error[0].value
 
 
-def test_pair_is_shown_blind_with_prompt_progress_and_three_choices(tiny, db):
-    """Two images, the prompt, votes done/left; no variant name anywhere on the page."""
+def test_pair_is_shown_blind_with_prompt_progress_and_four_choices(tiny, db):
+    """Two images, the prompt, votes done/left, four answers and undo on their keys (the key is
+    the label's only arrow); no variant name anywhere on the page."""
     at = open_vote_page(tiny.voter_token)
     assert not at.exception
     pair = on_screen(at)
     assert [img.proto.imgs[0].caption for img in at.get("image")] == ["Left", "Right"]
-    assert any(pair.prompt in m.value for m in at.markdown)
+    assert any(plain(pair.prompt) in m.value for m in at.markdown)
     assert at.get("progress")[0].proto.text == f"0 judged · {tiny.n_pairs} left"
     shortcuts = {b.label: b.proto.shortcut for b in at.button}
     assert shortcuts == {
-        "⬅ Left better": "left",
-        "Same ⬇": "down",
-        "Right better ➡": "right",
-        "↶ Undo": "backspace",
+        "Left better": "left",
+        "Same": "down",
+        "Both bad": "up",
+        "Right better": "right",
+        "Undo": "backspace",
     }
     variant_names = set(db.scalars(select(Variant.name)))
     page_text = " ".join(
@@ -160,3 +165,84 @@ def test_pairs_still_rendering_are_announced_not_called_done(tiny, db):
         at.button(key="vote_left").click().run()
     assert "still being generated" in at.info[0].value
     assert not at.success
+
+
+def test_both_bad_stores_its_own_choice(tiny, db):
+    """Both bad (Up) is stored as 'both_bad', not as a plain tie."""
+    at = open_vote_page(tiny.voter_token)
+    at.button(key="vote_both_bad").click().run()
+    at.button(key="vote_tie").click().run()
+    assert [v.choice for v in live_votes(db)] == ["both_bad", "tie"]
+
+
+def test_reason_tags_toggle_are_stored_with_the_vote_and_reset_for_the_next_pair(tiny, db):
+    """The study's tags are buttons on keys 1..; toggled ones are stored with the vote and a new
+    pair starts with none."""
+    db.get(Study, tiny.study_id).reason_tags = ["follows the prompt", "fewer artefacts", "nicer"]
+    db.commit()
+    at = open_vote_page(tiny.voter_token)
+    tags = [at.button(key=f"vote_tag_{k}") for k in (1, 2, 3)]
+    assert [(b.label, b.proto.shortcut) for b in tags] == [
+        ("follows the prompt", "1"),
+        ("fewer artefacts", "2"),
+        ("nicer", "3"),
+    ]
+    at.button(key="vote_tag_1").click().run()
+    at.button(key="vote_tag_3").click().run()
+    at.button(key="vote_tag_3").click().run()  # toggled off again
+    at.button(key="vote_tag_2").click().run()
+    assert at.button(key="vote_tag_1").label == "✓ follows the prompt"
+    at.button(key="vote_left").click().run()
+    assert at.button(key="vote_tag_1").label == "follows the prompt"  # the next pair: none on
+    at.button(key="vote_right").click().run()
+    assert [v.tags for v in live_votes(db)] == [["fewer artefacts", "follows the prompt"], []]
+
+
+def test_a_study_without_reason_tags_shows_no_tag_buttons(tiny):
+    """No tags defined by the admin: no tag row."""
+    at = open_vote_page(tiny.voter_token)
+    assert not [b for b in at.button if b.key.startswith("vote_tag_")]
+
+
+def test_state_line_shows_comparisons_settled_open_and_votes_needed(tiny, db):
+    """While voting, one caption gives settled / open comparisons and the votes still needed."""
+    pytest.importorskip("evaluation.decisions")
+    at = open_vote_page(tiny.voter_token)
+    assert any(
+        "Study: 0 comparisons settled · 2 open · votes still needed: not estimated yet" in c.value
+        for c in at.caption
+    )
+
+
+def vote_on_every_pair(db, study_id: int, annotator_ids, choice: str = "left") -> None:
+    """Each annotator votes `choice` (side A on the left) on every regular pair of the study."""
+    from datetime import UTC, datetime
+
+    from db.queries import record_vote, study_pairs
+
+    for pair in study_pairs(db, study_id, include_qc=False):
+        for annotator_id in annotator_ids:
+            record_vote(db, pair.id, annotator_id, "a", choice, datetime.now(UTC))
+    db.commit()
+
+
+def test_a_settled_study_says_so_and_offers_the_results(tiny, db):
+    """When every comparison is decided and nothing is served, the page says the study is
+    settled (not 'all done') and links to the results."""
+    pytest.importorskip("evaluation.decisions")
+    from db.auth import create_annotator
+
+    others = [create_annotator(db, f"judge-{k}", "voter")[0] for k in range(4)]
+    db.flush()
+    vote_on_every_pair(db, tiny.study_id, [a.id for a in others])  # 8 wins per comparison
+    db.get(Study, tiny.study_id).results_visible_to_voters = True
+    db.commit()
+    at = open_vote_page(tiny.voter_token)
+    assert any("2 comparisons settled · 0 open" in c.value for c in at.caption)
+
+    vote_on_every_pair(db, tiny.study_id, [tiny.voter_id], "tie")  # nothing left to serve
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)  # the results link needs app.py's pages
+    at.query_params["token"] = tiny.voter_token
+    at.run().switch_page("pages/vote.py").run()
+    assert "is settled" in at.success[0].value and "All done" not in at.success[0].value
+    assert at.get("page_link")[0].proto.page == "results"
