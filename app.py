@@ -8,17 +8,20 @@ the shared sidebar and hands over to the page. Every page checks the role again 
 """
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import streamlit as st  # noqa: E402
 
-from arena_ui.identity import current_user  # noqa: E402
+from arena_ui.identity import TOKEN_KEY, current_user  # noqa: E402
 from arena_ui.resources import engine  # noqa: E402
 from arena_ui.selection import study_picker  # noqa: E402
 
-st.set_page_config(page_title="Deprojector Arena", page_icon=":material/balance:", layout="wide")
+# A local favicon: a Material icon would be fetched from Google's font server by the browser
+FAVICON = str(Path(__file__).resolve().parent / "arena_ui" / "favicon.png")
+st.set_page_config(page_title="Deprojector Arena", page_icon=FAVICON, layout="wide")
 engine()
 user = current_user()
 
@@ -57,9 +60,19 @@ pages = {
         ),
     ],
 }
-page = st.navigation(pages)
+# The menu is drawn here rather than by st.navigation: its links carry the personal token, so a
+# page opened in a new tab (a fresh session) is signed in too.
+page = st.navigation(pages, position="hidden")
+token = {"token": st.session_state[TOKEN_KEY]} if user is not None else None
 
 with st.sidebar:
+    for section, entries in pages.items():
+        shown = [p for p in entries if p.visibility == "visible"]
+        if shown:
+            st.caption(section)
+            for entry in shown:
+                st.page_link(entry, query_params=token)
+    st.divider()
     if user is None:
         st.caption("Not signed in: open your personal link.")
     else:

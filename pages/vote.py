@@ -35,12 +35,13 @@ if not study.votable:
 
 # Keep both images and the buttons on one screen (a laptop's or a phone's); "actual size" lifts
 # the cap. Images have no fullscreen button: the arrow keys would vote on a pair half hidden.
-CAP_CSS = "<style>[data-testid='stImage'] img {max-height: 56vh; object-fit: contain;}</style>"
-FLIP_CAP_CSS = "<style>[data-testid='stImage'] img {max-height: 52vh; object-fit: contain;}</style>"
+CAP_CSS = "<style>[data-testid='stImage'] img {max-height: 46vh; object-fit: contain;}</style>"
+FLIP_CAP_CSS = "<style>[data-testid='stImage'] img {max-height: 58vh; object-fit: contain;}</style>"
 NO_FULLSCREEN_CSS = (
     "<style>[data-testid='stImage'] ~ [data-testid='stElementToolbar'],"
     " [data-testid='stElementToolbar']:has(~ [data-testid='stImage']) {display: none;}</style>"
 )
+FLIP, ACTUAL_SIZE = "Flip view: one image at a time, same place", "Actual size"
 CHOICES = (  # label, key, choice, button type
     ("Left better", "Left", "left", "primary"),
     ("Same", "Down", "tie", "secondary"),
@@ -104,8 +105,8 @@ def ballot_view() -> None:
     st.progress(done.done / max(done.total, 1), text=f"{done.done} judged · {done.remaining} left")
     state_line()
     st.markdown(f"#### Prompt: “{plain(pair.prompt)}”")
-    flip = st.session_state.get("vote_flip", False)  # view toggles, drawn below the fragment
-    width = "content" if st.session_state.get("vote_actual_size", False) else "stretch"
+    views = st.session_state.get("vote_view") or ()  # view options, drawn below the fragment
+    flip, width = FLIP in views, "content" if ACTUAL_SIZE in views else "stretch"
 
     left, right = image_file(pair.left_image), image_file(pair.right_image)
     if flip:
@@ -128,18 +129,15 @@ def ballot_view() -> None:
         col_r.image(str(right), caption="Right", width=width, output_format="PNG")
 
     # Why the scheduler served this pair (recorded with the vote; None on older schedulers)
+    args = (study.id, pair.pair_id, pair.left_side)
     served = (getattr(pair, "rule", None), getattr(pair, "status", None))
-    with st.container(horizontal=True, key="vote_buttons"):
-        for label, key, choice, kind in CHOICES:
-            st.button(
-                label,
-                key=f"vote_{choice}",
-                shortcut=key,
-                width="stretch",
-                on_click=ballot.cast_vote,
-                args=(study.id, pair.pair_id, pair.left_side, choice, *served),
-                type=kind,
-            )
+    # Left/right under their images; Same, Both bad and Undo below (the same on a phone)
+    below_left, below_right = st.columns(2, wrap=False)
+    choice_button(below_left, CHOICES[0], args, served)
+    choice_button(below_right, CHOICES[3], args, served)
+    with st.container(horizontal=True, key="vote_more"):
+        for choice in CHOICES[1:3]:
+            choice_button(st, choice, args, served)
         st.button(
             "Undo",
             key="vote_undo",
@@ -150,8 +148,8 @@ def ballot_view() -> None:
         )
     if study.reason_tags:
         on = ballot.tags_on(pair.pair_id)
-        with st.container(horizontal=True, key="vote_tags"):
-            st.caption("Why (optional):")
+        with st.container(horizontal=True, key="vote_tags", vertical_alignment="center"):
+            st.caption("Why? (optional)")
             for number, tag in enumerate(study.reason_tags[:6], start=1):
                 st.button(
                     f"✓ {tag}" if tag in on else tag,
@@ -159,21 +157,39 @@ def ballot_view() -> None:
                     shortcut=str(number),
                     on_click=ballot.toggle_tag,
                     args=(pair.pair_id, tag),
-                    type="primary" if tag in on else "tertiary",
+                    type="primary" if tag in on else "secondary",
                 )
 
 
+def choice_button(where, choice: tuple[str, str, str, str], args: tuple, served: tuple) -> None:
+    label, key, value, kind = choice
+    where.button(
+        label,
+        key=f"vote_{value}",
+        shortcut=key,
+        width="stretch",
+        on_click=ballot.cast_vote,
+        args=(*args, value, *served),
+        type=kind,
+    )
+
+
+ballot_view()
 st.caption(
     f"Study **{plain(study.name)}** · voting as **{plain(user.name)}** · which model made which "
     "image is hidden"
 )
-ballot_view()
 
-# View options live outside the fragment: a vote reruns only the pair above.
-flip_col, size_col = st.columns(2)
-flip_col.toggle("Flip view: one image at a time, same place", key="vote_flip")
-actual = size_col.toggle("Actual size (full resolution)", key="vote_actual_size")
+# View options live outside the fragment: a vote reruns only the pair above. Pills, not
+# toggles: a clicked toggle keeps the keyboard focus in its checkbox, where Streamlit ignores
+# every shortcut until the voter clicks elsewhere.
+views = st.pills(
+    "View",
+    [FLIP, ACTUAL_SIZE],
+    selection_mode="multi",
+    key="vote_view",
+    label_visibility="collapsed",
+)
 st.markdown(NO_FULLSCREEN_CSS, unsafe_allow_html=True)
-if not actual:
-    css = FLIP_CAP_CSS if st.session_state.get("vote_flip", False) else CAP_CSS
-    st.markdown(css, unsafe_allow_html=True)
+if ACTUAL_SIZE not in views:
+    st.markdown(FLIP_CAP_CSS if FLIP in views else CAP_CSS, unsafe_allow_html=True)

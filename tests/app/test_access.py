@@ -80,3 +80,25 @@ def test_admin_token_secret_signs_in_without_a_console_link(data_dir, monkeypatc
     at = open_app(secret)
     assert "ARENA ADMIN LOGIN" not in capfd.readouterr().err
     assert "(admin)" in at.sidebar.markdown[0].value
+
+
+def test_sidebar_links_keep_the_sign_in_for_a_new_tab(tiny):
+    """Every menu link carries the personal token, so opening it in a new tab stays signed in;
+    a visitor's links carry none."""
+    at = open_app(tiny.voter_token)
+    links = at.sidebar.get("page_link")
+    assert [link.proto.label for link in links] == ["Welcome", "Vote", "Results"]
+    assert {link.proto.query_string for link in links} == {f"token={tiny.voter_token}"}
+    at = open_app()
+    assert {link.proto.query_string for link in at.sidebar.get("page_link")} == {""}
+
+
+def test_no_deploy_button_developer_menu_or_remote_favicon():
+    """The app's config hides Streamlit's Deploy button and developer menu; the favicon is a
+    file of the app, not a Material icon a browser fetches from Google's servers."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["toolbarMode"] == "minimal"
+    source = (ROOT / "app.py").read_text()
+    assert "page_icon=FAVICON" in source and (ROOT / "arena_ui" / "favicon.png").is_file()

@@ -11,6 +11,7 @@ from arena_ui.ballot import BALLOT_KEY
 from arena_ui.selection import plain
 from db.models import Study, Variant, Vote
 
+FLIP = "Flip view: one image at a time, same place"
 VOTE_PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "vote.py")
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -125,10 +126,10 @@ def test_undo_supersedes_the_last_vote_and_shows_that_pair_again(tiny, db):
 
 
 def test_flip_view_shows_one_image_and_flips_in_place(tiny):
-    """The flip toggle shows one image at a time; the Flip button (key F) swaps it; a new pair
+    """The flip view shows one image at a time; the Flip button (key F) swaps it; a new pair
     starts on its left image."""
     at = open_vote_page(tiny.voter_token)
-    at.toggle(key="vote_flip").set_value(True).run()
+    at.button_group(key="vote_view").select(FLIP).run()
     assert [img.proto.imgs[0].caption for img in at.get("image")] == ["Left image"]
     assert at.button(key="vote_flip_button").proto.shortcut == "f"
     at.button(key="vote_flip_button").click().run()
@@ -246,3 +247,52 @@ def test_a_settled_study_says_so_and_offers_the_results(tiny, db):
     at.run().switch_page("pages/vote.py").run()
     assert "is settled" in at.success[0].value and "All done" not in at.success[0].value
     assert at.get("page_link")[0].proto.page == "results"
+
+
+def add_study(db, name: str, rendered: bool = True) -> Study:
+    """A second study in the same database (its image files are not needed to pick it)."""
+    from db.models import Comparison, Image, ImagePair
+    from db.synthetic import create_synthetic_study
+
+    study = create_synthetic_study(db, name, n_comparisons=1, n_prompts=2, labels=("epoch-8",))
+    db.flush()
+    if not rendered:
+        pairs = select(ImagePair).join(Comparison).where(Comparison.study_id == study.id)
+        for pair in db.scalars(pairs):
+            db.get(Image, pair.image_b_id).path = None
+    db.commit()
+    return study
+
+
+def test_a_voter_lands_on_a_study_where_they_still_have_pairs(tiny, db):
+    """The newest study is fully judged by this voter: the page opens the older one with pairs
+    left instead of an 'all done' screen."""
+    newer = add_study(db, "newer")
+    vote_on_every_pair(db, newer.id, [tiny.voter_id])
+    at = open_vote_page(tiny.voter_token)
+    assert on_screen(at) is not None
+    assert at.session_state["arena_study_id"] == tiny.study_id
+
+
+def test_a_study_without_a_rendered_pair_is_never_offered_and_says_no_pairs_ready(tiny, db):
+    """A generating study with no rendered pair is not offered; alone, it reads 'no pairs ready
+    yet'."""
+    add_study(db, "pending", rendered=False)
+    at = open_vote_page(tiny.voter_token)
+    assert at.session_state["arena_study_id"] == tiny.study_id  # not the newer, empty one
+    db.get(Study, tiny.study_id).status = "closed"
+    db.commit()
+    at = open_vote_page(tiny.voter_token)
+    assert "No pairs ready yet" in at.info[0].value and "pending" in at.info[0].value
+    assert not at.get("image")
+
+
+def test_the_study_named_in_the_link_is_shown_as_plain_text(tiny):
+    """?study= with Markdown in it is echoed verbatim: no bold, no link."""
+    at = AppTest.from_file(VOTE_PAGE, default_timeout=TIMEOUT)
+    at.query_params["token"] = tiny.voter_token
+    at.query_params["study"] = "**bold**[x](http://evil)"
+    at.run()
+    warning = at.warning[0].value
+    assert plain("**bold**[x](http://evil)") in warning
+    assert "\\*\\*bold\\*\\*\\[x\\]\\(http://evil\\)" in warning.replace("\\:", ":")
