@@ -151,6 +151,11 @@ def study_state(study: StudyChoice) -> StudyState | None:
     return _state(counts, study.alpha, study.delta, study.vote_cap)
 
 
+def switch_view(key: str) -> None:
+    """`on_click` callback of a view option button (flip view, actual size): on <-> off."""
+    st.session_state[key] = not st.session_state.get(key, False)
+
+
 def flip() -> None:
     """`on_click` callback of the flip view: show the other image in the same place."""
     side = st.session_state.get(FLIP_SIDE_KEY, "Left")

@@ -36,12 +36,11 @@ if not study.votable:
 # Keep both images and the buttons on one screen (a laptop's or a phone's); "actual size" lifts
 # the cap. Images have no fullscreen button: the arrow keys would vote on a pair half hidden.
 CAP_CSS = "<style>[data-testid='stImage'] img {max-height: 46vh; object-fit: contain;}</style>"
-FLIP_CAP_CSS = "<style>[data-testid='stImage'] img {max-height: 58vh; object-fit: contain;}</style>"
 NO_FULLSCREEN_CSS = (
     "<style>[data-testid='stImage'] ~ [data-testid='stElementToolbar'],"
     " [data-testid='stElementToolbar']:has(~ [data-testid='stImage']) {display: none;}</style>"
 )
-FLIP, ACTUAL_SIZE = "Flip view: one image at a time, same place", "Actual size"
+FLIP, ACTUAL_SIZE = "vote_flip", "vote_actual_size"  # session-state keys of the view options
 CHOICES = (  # label, key, choice, button type
     ("Left better", "Left", "left", "primary"),
     ("Same", "Down", "tie", "secondary"),
@@ -105,18 +104,12 @@ def ballot_view() -> None:
     st.progress(done.done / max(done.total, 1), text=f"{done.done} judged · {done.remaining} left")
     state_line()
     st.markdown(f"#### Prompt: “{plain(pair.prompt)}”")
-    views = st.session_state.get("vote_view") or ()  # view options, drawn below the fragment
-    flip, width = FLIP in views, "content" if ACTUAL_SIZE in views else "stretch"
+    flip = st.session_state.get(FLIP, False)  # view options, drawn below the fragment
+    width = "content" if st.session_state.get(ACTUAL_SIZE, False) else "stretch"
 
     left, right = image_file(pair.left_image), image_file(pair.right_image)
     if flip:
         showing = st.session_state.setdefault(ballot.FLIP_SIDE_KEY, "Left")
-        st.button(
-            f"Flip: showing the {showing.lower()} image",
-            key="vote_flip_button",
-            shortcut="F",
-            on_click=ballot.flip,
-        )
         st.image(
             str(left if showing == "Left" else right),
             caption=f"{showing} image",
@@ -146,10 +139,18 @@ def ballot_view() -> None:
             on_click=ballot.undo,
             args=(study.id,),
         )
+        if flip:
+            st.button(
+                f"Flip: showing the {showing.lower()} image",
+                key="vote_flip_button",
+                shortcut="F",
+                width="stretch",
+                on_click=ballot.flip,
+            )
     if study.reason_tags:
         on = ballot.tags_on(pair.pair_id)
         with st.container(horizontal=True, key="vote_tags", vertical_alignment="center"):
-            st.caption("Why? (optional)")
+            st.caption("Why? (optional)", width="content")
             for number, tag in enumerate(study.reason_tags[:6], start=1):
                 st.button(
                     f"✓ {tag}" if tag in on else tag,
@@ -180,16 +181,22 @@ st.caption(
     "image is hidden"
 )
 
-# View options live outside the fragment: a vote reruns only the pair above. Pills, not
-# toggles: a clicked toggle keeps the keyboard focus in its checkbox, where Streamlit ignores
-# every shortcut until the voter clicks elsewhere.
-views = st.pills(
-    "View",
-    [FLIP, ACTUAL_SIZE],
-    selection_mode="multi",
-    key="vote_view",
-    label_visibility="collapsed",
-)
+# View options live outside the fragment: a vote reruns only the pair above. Buttons, not
+# toggles or pills: a clicked toggle keeps the keyboard focus in its checkbox, where Streamlit
+# ignores every shortcut, and pills take the arrow keys to move between their options.
+with st.container(horizontal=True, key="vote_views"):
+    for view, label in (
+        (FLIP, "Flip view: one image at a time, same place"),
+        (ACTUAL_SIZE, "Actual size"),
+    ):
+        on = st.session_state.get(view, False)
+        st.button(
+            f"✓ {label}" if on else label,
+            key=f"{view}_option",
+            on_click=ballot.switch_view,
+            args=(view,),
+            type="primary" if on else "secondary",
+        )
 st.markdown(NO_FULLSCREEN_CSS, unsafe_allow_html=True)
-if ACTUAL_SIZE not in views:
-    st.markdown(FLIP_CAP_CSS if FLIP in views else CAP_CSS, unsafe_allow_html=True)
+if not st.session_state.get(ACTUAL_SIZE, False):
+    st.markdown(CAP_CSS, unsafe_allow_html=True)
