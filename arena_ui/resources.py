@@ -59,10 +59,14 @@ def image_file(relative: str) -> Path:
 def ensure_entry_point() -> None:
     """Make sure app.py (st.navigation, sidebar, layout) runs around the page.
 
-    With a `pages/` folder beside app.py, Streamlit starts in its old multipage mode and, when
-    the very first request of a server is a deep link such as `/vote?token=...`, runs the page
-    file alone. Leaving that mode and rerunning hands the request to app.py, which resolves the
-    same page through st.navigation.
+    Workaround for Streamlit's deep-link-on-first-load bug (streamlit/streamlit#9624), the one
+    place the app touches a Streamlit internal: with a `pages/` folder beside app.py, a server
+    starts in the old multipage mode, and when its very first request is a deep link such as
+    `/vote?token=...` it runs the page file alone; the first run of app.py (st.navigation) ends
+    that mode for the process. Streamlit 1.67 offers no public switch for it and the `pages/`
+    layout is fixed, so the page leaves that mode itself and reruns, which hands the request to
+    app.py. tests/e2e/test_vote_keys.py (a deep link as a fresh server's first request) and
+    tests/app/test_access.py (the switch still exists) fail when an upgrade changes this.
     """
     from streamlit.runtime.pages_manager import PagesManager
 

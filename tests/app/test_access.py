@@ -102,3 +102,11 @@ def test_no_deploy_button_developer_menu_or_remote_favicon():
     assert config["client"]["toolbarMode"] == "minimal"
     source = (ROOT / "app.py").read_text()
     assert "page_icon=FAVICON" in source and (ROOT / "arena_ui" / "favicon.png").is_file()
+
+
+def test_the_deep_link_workaround_still_matches_streamlit():
+    """arena_ui.resources.ensure_entry_point relies on Streamlit's multipage-mode switch
+    (streamlit/streamlit#9624): an upgrade that renames it must fail here, not in production."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    assert "uses_pages_directory" in vars(PagesManager)

@@ -214,3 +214,17 @@ def test_the_study_named_in_the_link_is_plain_text_in_the_page(served, page):
     alert = page.locator('[data-testid="stAlertContentWarning"]')
     alert.get_by_text("**bold**[x](http://evil)").wait_for()
     assert alert.locator("strong, a").count() == 0
+
+
+def test_a_deep_link_as_a_fresh_servers_first_request_gets_the_whole_app(tmp_path, browser, page):
+    """The very first request of a new server is /vote?token=...: the page comes with app.py's
+    sidebar and the pair (streamlit/streamlit#9624, worked around in one place)."""
+    tiny = build_tiny_study(tmp_path, n_comparisons=1, n_prompts=2)
+    port = free_port()
+    process = start_app(tmp_path, port)
+    try:
+        wait_healthy(port, process)
+        open_vote(page, f"http://127.0.0.1:{port}", tiny.voter_token)
+        assert page.get_by_text("Page not found").count() == 0
+    finally:
+        stop_app(process)
