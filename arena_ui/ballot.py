@@ -15,7 +15,7 @@ import streamlit as st
 
 from arena_ui.identity import current_user
 from arena_ui.resources import transaction
-from db.errors import DuplicateVoteError
+from db.errors import DbError, DuplicateVoteError
 from db.queries import comparison_counts, get_pair, record_vote, undo_last_vote
 from evaluation.scheduling import ScheduledPair, next_pair
 
@@ -111,6 +111,8 @@ def cast_vote(
             )
     except DuplicateVoteError:
         pass  # a double click or a repeated key: the first one counted
+    except DbError as error:  # the study closed meanwhile, the pair was removed, ...
+        st.session_state[NOTICE_KEY] = f"The vote was not recorded: {error}"
     ballot = st.session_state.get(BALLOT_KEY)
     if ballot is not None and ballot[1] is not None and ballot[1].pair_id == pair_id:
         del st.session_state[BALLOT_KEY]
