@@ -80,10 +80,11 @@ def visible_studies(user: User) -> list[StudyChoice]:
     return [x for x in studies if user.is_admin or x.votable]
 
 
-def selected_study(user: User) -> StudyChoice | None:
+def selected_study(user: User, studies: list[StudyChoice] | None = None) -> StudyChoice | None:
     """The session's study, else the `?study=` one, else the newest where the user still has a
-    rendered pair to judge, else the newest visible one; None when there is none."""
-    studies = visible_studies(user)
+    rendered pair to judge, else the newest visible one (of `studies`, default: the visible
+    ones); None when there is none."""
+    studies = visible_studies(user) if studies is None else studies
     by_id = {study.id: study for study in studies}
     chosen = by_id.get(st.session_state.get(STUDY_KEY))
     if chosen is None and (wanted := st.query_params.get("study")):
@@ -101,8 +102,8 @@ def selected_study(user: User) -> StudyChoice | None:
 
 def study_picker(user: User) -> StudyChoice | None:
     """A selectbox over the visible studies that writes the session's study; returns it."""
-    current = selected_study(user)
     studies = visible_studies(user)
+    current = selected_study(user, studies)
     if not studies:
         return None
     names = [study.name for study in studies]
