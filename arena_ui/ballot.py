@@ -8,6 +8,7 @@ key press on the same pair hits the database's one-live-vote index and is ignore
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -46,8 +47,12 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def scheduled(pair_id: int, left_side: str, study_id: int) -> ScheduledPair:
-    """A pair shown again (after undo) with the side it had on the left before."""
+def scheduled(pair_id: int, left_side: str, study_id: int, served: dict) -> ScheduledPair:
+    """A pair shown again (after undo) with the side it had on the left before, and why it was
+    served then (`served`: rule and status of the undone vote, kept where ScheduledPair has
+    those fields)."""
+    fields = {field.name for field in dataclasses.fields(ScheduledPair)}
+    extra = {key: value for key, value in served.items() if key in fields and value is not None}
     with transaction(readonly=True) as s:
         pair = get_pair(s, pair_id, study_id)
         a, b = pair.image_a, pair.image_b
@@ -61,6 +66,7 @@ def scheduled(pair_id: int, left_side: str, study_id: int) -> ScheduledPair:
             right_image=right.path,
             prompt=pair.prompt.text,
             qc=pair.qc_kind is not None,
+            **extra,
         )
 
 
@@ -128,10 +134,18 @@ def undo(study_id: int) -> None:
     with transaction() as s:
         vote = undo_last_vote(s, user.id, study_id)
         undone = None if vote is None else (vote.pair_id, vote.left_side)
+        served = (
+            {}
+            if vote is None
+            else {
+                "rule": vote.allocation_rule,
+                "status": vote.comparison_status,
+            }
+        )
     if undone is None:
         st.session_state[NOTICE_KEY] = "Nothing to undo."
         return
-    pair = scheduled(undone[0], undone[1], study_id)
+    pair = scheduled(undone[0], undone[1], study_id, served)
     st.session_state[BALLOT_KEY] = ((user.id, study_id), pair)
     st.session_state.setdefault(SHOWN_KEY, {})[pair.pair_id] = now()
 
