@@ -78,7 +78,9 @@ def ballot_view() -> None:
                 "votes are needed. Thank you!"
             )
             if user.is_admin or study.results_visible_to_voters:
-                st.page_link("pages/results.py", label="See the results", icon="📊")
+                st.page_link(
+                    "pages/results.py", label="See the results", icon=":material/leaderboard:"
+                )
         elif done.remaining > 0:
             st.info(
                 f"You have judged every pair rendered so far; {done.remaining} more are still "
@@ -104,7 +106,7 @@ def ballot_view() -> None:
     st.progress(done.done / max(done.total, 1), text=f"{done.done} judged · {done.remaining} left")
     state_line()
     st.markdown(f"#### Prompt: “{plain(pair.prompt)}”")
-    flip = st.session_state.get(FLIP, False)  # view options, drawn below the fragment
+    flip = st.session_state.get(FLIP, False)  # view options, drawn below the buttons
     width = "content" if st.session_state.get(ACTUAL_SIZE, False) else "stretch"
 
     left, right = image_file(pair.left_image), image_file(pair.right_image)
@@ -160,6 +162,29 @@ def ballot_view() -> None:
                     args=(pair.pair_id, tag),
                     type="primary" if tag in on else "secondary",
                 )
+    view_options()
+
+
+def view_options() -> None:
+    """Flip view and actual size. Buttons, not toggles or pills: a clicked toggle keeps the
+    keyboard focus in its checkbox, where Streamlit ignores every shortcut, and pills take the
+    arrow keys to move between their options."""
+    with st.container(horizontal=True, key="vote_views"):
+        for view, label in (
+            (FLIP, "Flip view: one image at a time, same place"),
+            (ACTUAL_SIZE, "Actual size"),
+        ):
+            on = st.session_state.get(view, False)
+            st.button(
+                f"✓ {label}" if on else label,
+                key=f"{view}_option",
+                on_click=ballot.switch_view,
+                args=(view,),
+                type="primary" if on else "secondary",
+            )
+    st.markdown(NO_FULLSCREEN_CSS, unsafe_allow_html=True)
+    if not st.session_state.get(ACTUAL_SIZE, False):
+        st.markdown(CAP_CSS, unsafe_allow_html=True)
 
 
 def choice_button(where, choice: tuple[str, str, str, str], args: tuple, served: tuple) -> None:
@@ -180,23 +205,3 @@ st.caption(
     f"Study **{plain(study.name)}** · voting as **{plain(user.name)}** · which model made which "
     "image is hidden"
 )
-
-# View options live outside the fragment: a vote reruns only the pair above. Buttons, not
-# toggles or pills: a clicked toggle keeps the keyboard focus in its checkbox, where Streamlit
-# ignores every shortcut, and pills take the arrow keys to move between their options.
-with st.container(horizontal=True, key="vote_views"):
-    for view, label in (
-        (FLIP, "Flip view: one image at a time, same place"),
-        (ACTUAL_SIZE, "Actual size"),
-    ):
-        on = st.session_state.get(view, False)
-        st.button(
-            f"✓ {label}" if on else label,
-            key=f"{view}_option",
-            on_click=ballot.switch_view,
-            args=(view,),
-            type="primary" if on else "secondary",
-        )
-st.markdown(NO_FULLSCREEN_CSS, unsafe_allow_html=True)
-if not st.session_state.get(ACTUAL_SIZE, False):
-    st.markdown(CAP_CSS, unsafe_allow_html=True)

@@ -192,6 +192,8 @@ def test_no_request_leaves_the_machine_and_links_keep_the_sign_in(served, browse
         page.goto(f"{base}/?token={tiny.admin_token}")
         sidebar = page.locator('[data-testid="stSidebar"]')
         sidebar.get_by_text("Signed in as alice").wait_for()
+        sidebar.get_by_role("link", name="Annotators").wait_for()  # the admin's menu is in
+        page.wait_for_function(APP_IDLE_JS)
         links = sidebar.locator("a").evaluate_all("els => els.map(e => e.href)")
         assert len(links) == 6 and all(f"token={tiny.admin_token}" in link for link in links)
         for link in links:
