@@ -8,7 +8,6 @@ key press on the same pair hits the database's one-live-vote index and is ignore
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -17,8 +16,10 @@ import streamlit as st
 from arena_ui.identity import current_user
 from arena_ui.resources import transaction
 from db.errors import DbError, DuplicateVoteError
-from db.queries import comparison_counts, get_pair, record_vote, undo_last_vote
-from evaluation.scheduling import ScheduledPair, next_pair
+from db.queries import get_pair, record_vote, undo_last_vote
+from db.queries import scheduling as q
+from evaluation.scheduling import ScheduledPair, next_pair, study_is_settled
+from evaluation.study_state import study_state as compute_state
 
 if TYPE_CHECKING:
     from arena_ui.selection import StudyChoice
@@ -47,12 +48,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def scheduled(pair_id: int, left_side: str, study_id: int, served: dict) -> ScheduledPair:
+def scheduled(
+    pair_id: int, left_side: str, study_id: int, rule: str | None, status: str | None
+) -> ScheduledPair:
     """A pair shown again (after undo) with the side it had on the left before, and why it was
-    served then (`served`: rule and status of the undone vote, kept where ScheduledPair has
-    those fields)."""
-    fields = {field.name for field in dataclasses.fields(ScheduledPair)}
-    extra = {key: value for key, value in served.items() if key in fields and value is not None}
+    served then (the undone vote's rule and comparison status; "grid" for older votes)."""
     with transaction(readonly=True) as s:
         pair = get_pair(s, pair_id, study_id)
         a, b = pair.image_a, pair.image_b
@@ -66,7 +66,8 @@ def scheduled(pair_id: int, left_side: str, study_id: int, served: dict) -> Sche
             right_image=right.path,
             prompt=pair.prompt.text,
             qc=pair.qc_kind is not None,
-            **extra,
+            rule=rule or "grid",
+            status=status,
         )
 
 
@@ -133,38 +134,41 @@ def undo(study_id: int) -> None:
         return
     with transaction() as s:
         vote = undo_last_vote(s, user.id, study_id)
-        undone = None if vote is None else (vote.pair_id, vote.left_side)
-        served = (
-            {}
+        undone = (
+            None
             if vote is None
-            else {
-                "rule": vote.allocation_rule,
-                "status": vote.comparison_status,
-            }
+            else (vote.pair_id, vote.left_side, vote.allocation_rule, vote.comparison_status)
         )
     if undone is None:
         st.session_state[NOTICE_KEY] = "Nothing to undo."
         return
-    pair = scheduled(undone[0], undone[1], study_id, served)
+    pair_id, left_side, rule, status = undone
+    pair = scheduled(pair_id, left_side, study_id, rule, status)
     st.session_state[BALLOT_KEY] = ((user.id, study_id), pair)
     st.session_state.setdefault(SHOWN_KEY, {})[pair.pair_id] = now()
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _state(counts: tuple, alpha: float, delta: float, vote_cap: int | None) -> StudyState | None:
-    try:  # the decision rules (evaluation.decisions) may not be installed on an older checkout
-        from evaluation.study_state import study_state
-    except ImportError:
-        return None
-    return study_state(counts, alpha=alpha, delta=delta, vote_cap=vote_cap)
+def _state(counts: tuple, alpha: float, delta: float, vote_cap: int | None) -> StudyState:
+    return compute_state(counts, alpha=alpha, delta=delta, vote_cap=vote_cap)
 
 
-def study_state(study: StudyChoice) -> StudyState | None:
-    """The study's settled / open comparisons and votes still needed, from one grouped count
-    query; the decision rules run again only when a count changes (None without them)."""
+def study_state(study: StudyChoice) -> StudyState:
+    """The study's settled / open comparisons and votes still needed, from the scheduler's
+    per-comparison counts (excluded annotators left out); the decision rules run again only when
+    a count changes."""
     with transaction(readonly=True) as s:
-        counts = tuple(comparison_counts(s, study.id))
+        outcomes = q.comparison_outcomes(s, study.id)
+        counts = tuple(
+            (cid, *outcomes.get(cid, (0, 0, 0))) for cid in q.study_comparisons(s, study.id)
+        )
     return _state(counts, study.alpha, study.delta, study.vote_cap)
+
+
+def settled(study_id: int) -> bool:
+    """The study stops when settled and no comparison is open any more (the scheduler's rule)."""
+    with transaction(readonly=True) as s:
+        return study_is_settled(s, study_id)
 
 
 def switch_view(key: str) -> None:

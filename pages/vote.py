@@ -52,8 +52,6 @@ CHOICES = (  # label, key, choice, button type
 def state_line() -> None:
     """Comparisons settled / open and the votes the study still needs, in one caption."""
     state = ballot.study_state(study)
-    if state is None:
-        return
     needed = (
         "votes still needed: not estimated yet"
         if state.votes_needed is None
@@ -71,8 +69,7 @@ def ballot_view() -> None:
         done = progress(s, user.id, study.id)
 
     if pair is None:
-        state = ballot.study_state(study)
-        if study.stop_when_settled and state is not None and state.open == 0:
+        if ballot.settled(study.id):
             st.success(
                 f"**{plain(study.name)}** is settled: every comparison is decided, so no more "
                 "votes are needed. Thank you!"
@@ -123,9 +120,8 @@ def ballot_view() -> None:
         col_l.image(str(left), caption="Left", width=width, output_format="PNG")
         col_r.image(str(right), caption="Right", width=width, output_format="PNG")
 
-    # Why the scheduler served this pair (recorded with the vote; None on older schedulers)
     args = (study.id, pair.pair_id, pair.left_side)
-    served = (getattr(pair, "rule", None), getattr(pair, "status", None))
+    served = (pair.rule, pair.status)  # why the scheduler served this pair: kept with the vote
     # Left/right under their images; Same, Both bad and Undo below (the same on a phone)
     below_left, below_right = st.columns(2, wrap=False)
     choice_button(below_left, CHOICES[0], args, served)

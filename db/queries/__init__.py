@@ -17,7 +17,6 @@ from db.queries.studies import (
 )
 from db.queries.votes import (
     Progress,
-    comparison_counts,
     live_vote,
     progress,
     record_vote,
@@ -27,7 +26,6 @@ from db.queries.votes import (
 __all__ = [
     "VOTE_COLUMNS",
     "Progress",
-    "comparison_counts",
     "get_annotator",
     "get_pair",
     "get_study",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,7 +19,6 @@ from db.models import (
     CHOICES,
     COMPARISON_STATUSES,
     SIDES,
-    TIE_CHOICES,
     Annotator,
     Comparison,
     ImagePair,
@@ -69,34 +68,6 @@ def progress(s: Session, annotator_id: int, study_id: int) -> Progress:
         )
     )
     return Progress(done=done or 0, total=total or 0)
-
-
-def comparison_counts(s: Session, study_id: int) -> list[tuple[int, int, int, int]]:
-    """(comparison id, side A wins, side B wins, ties) of every comparison of the study, over
-    live votes on regular pairs ("same" and "both bad" are ties); comparisons without a vote
-    count zeros."""
-    a_wins = ((Vote.choice == "left") & (Vote.left_side == "a")) | (
-        (Vote.choice == "right") & (Vote.left_side == "b")
-    )
-    b_wins = ((Vote.choice == "left") & (Vote.left_side == "b")) | (
-        (Vote.choice == "right") & (Vote.left_side == "a")
-    )
-    rows = s.execute(
-        select(
-            Comparison.id,
-            func.count(case((a_wins, 1))),
-            func.count(case((b_wins, 1))),
-            func.count(case((Vote.choice.in_(TIE_CHOICES), 1))),
-        )
-        .outerjoin(
-            ImagePair, (ImagePair.comparison_id == Comparison.id) & ImagePair.qc_kind.is_(None)
-        )
-        .outerjoin(Vote, (Vote.pair_id == ImagePair.id) & Vote.superseded_at.is_(None))
-        .where(Comparison.study_id == study_id)
-        .group_by(Comparison.id)
-        .order_by(Comparison.id)
-    ).all()
-    return [(int(c), int(a), int(b), int(t)) for c, a, b, t in rows]
 
 
 # -- votes --------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 from tiny_study import TIMEOUT
@@ -206,7 +205,6 @@ def test_a_study_without_reason_tags_shows_no_tag_buttons(tiny):
 
 def test_state_line_shows_comparisons_settled_open_and_votes_needed(tiny, db):
     """While voting, one caption gives settled / open comparisons and the votes still needed."""
-    pytest.importorskip("evaluation.decisions")
     at = open_vote_page(tiny.voter_token)
     assert any(
         "Study: 0 comparisons settled · 2 open · votes still needed: not estimated yet" in c.value
@@ -227,20 +225,18 @@ def vote_on_every_pair(db, study_id: int, annotator_ids, choice: str = "left") -
 
 
 def test_a_settled_study_says_so_and_offers_the_results(tiny, db):
-    """When every comparison is decided and nothing is served, the page says the study is
+    """When every comparison is decided, nothing more is served and the page says the study is
     settled (not 'all done') and links to the results."""
-    pytest.importorskip("evaluation.decisions")
     from db.auth import create_annotator
 
     others = [create_annotator(db, f"judge-{k}", "voter")[0] for k in range(4)]
     db.flush()
     vote_on_every_pair(db, tiny.study_id, [a.id for a in others])  # 8 wins per comparison
-    db.get(Study, tiny.study_id).results_visible_to_voters = True
+    study = db.get(Study, tiny.study_id)
+    study.results_visible_to_voters = study.stop_when_settled = True
     db.commit()
     at = open_vote_page(tiny.voter_token)
-    if on_screen(at) is not None:  # a scheduler that still serves settled comparisons
-        assert any("2 comparisons settled · 0 open" in c.value for c in at.caption)
-        vote_on_every_pair(db, tiny.study_id, [tiny.voter_id], "tie")  # nothing left to serve
+    assert on_screen(at) is None  # bob has judged nothing, yet nothing is served
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)  # the results link needs app.py's pages
     at.query_params["token"] = tiny.voter_token
     at.run().switch_page("pages/vote.py").run()
@@ -300,12 +296,6 @@ def test_the_study_named_in_the_link_is_shown_as_plain_text(tiny):
 def test_a_vote_records_why_the_scheduler_served_its_pair_also_after_undo(tiny, db):
     """The vote row keeps the scheduler's rule and the comparison's status for the pair on
     screen; a pair put back by undo keeps those of the undone vote."""
-    import dataclasses
-
-    from evaluation.scheduling import ScheduledPair
-
-    if "rule" not in {f.name for f in dataclasses.fields(ScheduledPair)}:
-        pytest.skip("this scheduler does not report its allocation rule yet")
     at = open_vote_page(tiny.voter_token)
     pair = on_screen(at)
     at.button(key="vote_left").click().run()
