@@ -29,6 +29,7 @@ BALLOT_KEY = "arena_ballot"  # the ScheduledPair on screen
 SHOWN_KEY = "arena_shown_at"  # pair id -> when it was first displayed (UTC)
 NOTICE_KEY = "arena_vote_notice"
 FLIP_SIDE_KEY = "vote_flip_side"  # which image the flip view shows: "Left" or "Right"
+STATE_TTL_S = 5  # the vote page's state line may lag the votes by this many seconds
 TAGS_KEY = "vote_tags"  # (pair id, the reason tags toggled on for it)
 
 
@@ -148,21 +149,20 @@ def undo(study_id: int) -> None:
     st.session_state.setdefault(SHOWN_KEY, {})[pair.pair_id] = now()
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _state(counts: tuple, alpha: float, delta: float, vote_cap: int | None) -> StudyState:
+@st.cache_data(ttl=STATE_TTL_S, max_entries=64, show_spinner=False)
+def _state(study_id: int, alpha: float, delta: float, vote_cap: int | None) -> StudyState:
+    with transaction(readonly=True) as s:
+        outcomes = q.comparison_outcomes(s, study_id)
+        counts = [(cid, *outcomes.get(cid, (0, 0, 0))) for cid in q.study_comparisons(s, study_id)]
     return compute_state(counts, alpha=alpha, delta=delta, vote_cap=vote_cap)
 
 
 def study_state(study: StudyChoice) -> StudyState:
     """The study's settled / open comparisons and votes still needed, from the scheduler's
-    per-comparison counts (excluded annotators left out); the decision rules run again only when
-    a count changes."""
-    with transaction(readonly=True) as s:
-        outcomes = q.comparison_outcomes(s, study.id)
-        counts = tuple(
-            (cid, *outcomes.get(cid, (0, 0, 0))) for cid in q.study_comparisons(s, study.id)
-        )
-    return _state(counts, study.alpha, study.delta, study.vote_cap)
+    per-comparison counts (excluded annotators left out). Shared by every session and at most
+    STATE_TTL_S old: counting a large study's outcomes costs ~20 ms, too much for every vote of
+    every voter (the scheduler already pays it once per vote under stop-when-settled)."""
+    return _state(study.id, study.alpha, study.delta, study.vote_cap)
 
 
 def settled(study_id: int) -> bool:
