@@ -17,9 +17,11 @@ import streamlit as st  # noqa: E402
 from arena_ui.identity import current_user  # noqa: E402
 from arena_ui.resources import engine  # noqa: E402
 from arena_ui.selection import study_picker  # noqa: E402
+from arena_ui.uploads import require_upload_limit  # noqa: E402
 
 st.set_page_config(page_title="Deprojector Arena", page_icon=":material/balance:", layout="wide")
 engine()
+require_upload_limit()  # a bad ARENA_MAX_UPLOAD_MB, or a larger server ceiling, stops every page
 user = current_user()
 
 # Every page is registered (so a typed URL reaches the page's own role check and its refusal);

@@ -3,15 +3,21 @@ add a checkpoint by upload, by a folder on the server, or by importing a publish
 
 import streamlit as st
 
-from arena_ui import checkpoints
 from arena_ui.identity import require_admin
+from arena_ui.resources import transaction
+from arena_ui.uploads import require_upload_limit
+from db.errors import DbError
+from db.queries import variant_catalogue
+from evaluation import checkpoints
 
 require_admin()
+cap = require_upload_limit()  # MiB
 st.title("Variants")
 if notice := st.session_state.pop("variants_notice", None):
     st.success(notice)
 
-variant_rows, checkpoint_rows = checkpoints.catalogue()
+with transaction(readonly=True) as s:
+    variant_rows, checkpoint_rows = variant_catalogue(s)
 if not variant_rows:
     st.info("No variants yet: add a checkpoint below, or build the demo on the Welcome page.")
 st.dataframe(variant_rows, hide_index=True, key="variants_table")
@@ -34,26 +40,40 @@ def variant_fields(prefix: str) -> tuple[str, str, str, str]:
 
 
 def add(make_folder, fields, owned: bool) -> None:
+    """Make the folder, validate and register it in one transaction; a folder the arena made
+    (`owned`) is removed on any failure."""
+    name, label, hyper_text, notes = fields
     try:
-        checkpoint = checkpoints.accept(make_folder(), *fields, owned=owned)
-    except checkpoints.CheckpointRejected as error:
+        folder = make_folder()
+        with checkpoints.discard_on_failure(folder, owned):
+            hyper = checkpoints.parse_hyperparameters(hyper_text)
+            info = checkpoints.inspect(folder)
+            with transaction() as s:
+                checkpoint = checkpoints.register(s, name, label, folder, info, hyper, notes)
+                added = f"Added {name.strip()} / {checkpoint.label} ({checkpoint.params_total:,} parameters)."
+    except (checkpoints.CheckpointRejected, DbError) as error:
         st.error(str(error))
         st.stop()
-    st.session_state["variants_notice"] = (
-        f"Added {fields[0]} / {checkpoint.label} ({checkpoint.params_total:,} parameters)."
-    )
+    st.session_state["variants_notice"] = added
     st.rerun()
 
 
 upload, server, legacy = st.tabs(["Upload", "Folder on the server", "Import a published folder"])
 with upload, st.form("upload_form"):
-    cap = checkpoints.max_upload_bytes() // 2**20  # MiB, ARENA_MAX_UPLOAD_MB
     weights = st.file_uploader(
-        "Weights (.safetensors)", type=["safetensors"], key="up_weights", max_upload_size=cap
+        f"Weights (.safetensors, at most {cap} MiB)",
+        type=["safetensors"],
+        key="up_weights",
+        max_upload_size=cap,
     )
-    config = st.file_uploader("Config (config.json)", type=["json"], key="up_config")
+    config = st.file_uploader(
+        "Config (config.json)",
+        type=["json"],
+        key="up_config",
+        max_upload_size=checkpoints.MAX_CONFIG_BYTES // 2**20,
+    )
     fields = variant_fields("up")
-    if st.form_submit_button(f"Upload and validate (max {cap} MiB)"):
+    if st.form_submit_button("Upload and validate"):
         if weights is None or config is None:
             st.error("Choose both files: the .safetensors weights and their config.json.")
         else:

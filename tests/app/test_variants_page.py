@@ -9,8 +9,9 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 from tiny_study import TIMEOUT
 
-from arena_ui import checkpoints
+from db.engine import make_engine, session_factory, upgrade
 from db.models import Variant
+from evaluation import checkpoints
 
 VARIANTS_PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "variants.py")
 D = 16
@@ -27,6 +28,22 @@ def vt_folder(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     model = VTDeprojector(vt_config("vt-vicinity-1", D, 4), num_members=1, seed=3)
     return save_checkpoint(model, tmp_path_factory.mktemp("vt") / "epoch-8", {"seed": 3})
+
+
+def accept(folder: Path, name: str, label: str, hyper: str = "", owned: bool = True):
+    """What the Variants page does with a folder: validate, then register in one transaction;
+    a folder the arena made is removed on any failure. Returns (label, path) of the row."""
+    engine = make_engine()
+    upgrade(engine)
+    try:
+        with checkpoints.discard_on_failure(folder, owned):
+            info = checkpoints.inspect(folder)
+            with session_factory(engine).begin() as s:
+                hyperparameters = checkpoints.parse_hyperparameters(hyper)
+                row = checkpoints.register(s, name, label, folder, info, hyperparameters)
+                return row.label, row.path
+    finally:
+        engine.dispose()
 
 
 def open_variants(token: str) -> AppTest:
@@ -90,8 +107,7 @@ def test_upload_is_stored_under_a_generated_name(data_dir, vt_folder):
         (vt_folder / "config.json").read_bytes(),
     )
     assert folder.parent == data_dir / "checkpoints" and folder.name.startswith("upload-")
-    checkpoint = checkpoints.accept(folder, "uploaded", "epoch-8")
-    assert checkpoint.path == f"checkpoints/{folder.name}"
+    assert accept(folder, "uploaded", "epoch-8") == ("epoch-8", f"checkpoints/{folder.name}")
 
 
 @pytest.mark.parametrize(
@@ -114,7 +130,7 @@ def test_bad_uploads_are_rejected_and_leave_nothing(data_dir, vt_folder, weights
         config = None
     config = config if config is not None else json.dumps(real_config).encode()
     with pytest.raises(checkpoints.CheckpointRejected, match=message):
-        checkpoints.accept(checkpoints.save_upload("m.safetensors", weights, config), "bad", "e1")
+        accept(checkpoints.save_upload("m.safetensors", weights, config), "bad", "e1")
     stored = data_dir / "checkpoints"
     assert not stored.exists() or not any(stored.iterdir())
 
@@ -161,16 +177,47 @@ def test_a_second_checkpoint_must_match_its_variants_hyperparameters(tiny, vt_fo
 
     for label in ("epoch-8", "epoch-10"):
         shutil.copytree(vt_folder, tiny.data_dir / "models" / label)
-    checkpoints.accept(tiny.data_dir / "models" / "epoch-8", "vt-v1", "epoch-8", owned=False)
+    accept(tiny.data_dir / "models" / "epoch-8", "vt-v1", "epoch-8", owned=False)
     with pytest.raises(checkpoints.CheckpointRejected, match="has hyperparameters"):
-        checkpoints.accept(
+        accept(
             tiny.data_dir / "models" / "epoch-10",
             "vt-v1",
             "epoch-10",
             '{"vicinity": 3}',
             owned=False,
         )
-    second = checkpoints.accept(
-        tiny.data_dir / "models" / "epoch-10", "vt-v1", "epoch-10", owned=False
-    )
-    assert second.label == "epoch-10" and (tiny.data_dir / "models" / "epoch-10").is_dir()
+    second = accept(tiny.data_dir / "models" / "epoch-10", "vt-v1", "epoch-10", owned=False)
+    assert second[0] == "epoch-10" and (tiny.data_dir / "models" / "epoch-10").is_dir()
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "0.5"])
+def test_bad_upload_cap_is_a_start_up_error_naming_the_fix(tiny, monkeypatch, value):
+    """A bad ARENA_MAX_UPLOAD_MB stops the page with one error naming the value and the fix,
+    instead of a crash; no form is drawn."""
+    monkeypatch.setenv("ARENA_MAX_UPLOAD_MB", value)
+    at = open_variants(tiny.admin_token)
+    assert [e.value for e in at.error] == [
+        f"Start-up error: ARENA_MAX_UPLOAD_MB={value!r}: expected a whole number of MiB, at "
+        "least 1; set e.g. ARENA_MAX_UPLOAD_MB=512 (or unset it for 512), then restart the server."
+    ]
+    assert not at.text_input and not at.get("file_uploader")
+
+
+def test_server_accepting_more_than_the_cap_refuses_to_serve(tiny, monkeypatch):
+    """A server whose upload ceiling (server.maxUploadSize, 512 here) is above
+    ARENA_MAX_UPLOAD_MB=1 stops the page, naming both and how to start it right."""
+    monkeypatch.setenv("ARENA_MAX_UPLOAD_MB", "1")
+    at = open_variants(tiny.admin_token)
+    message = at.error[0].value
+    assert "accepts uploads up to 512 MB" in message and "ARENA_MAX_UPLOAD_MB is 1" in message
+    assert "make run" in message and "--server.maxUploadSize 1" in message
+    assert not at.get("file_uploader")
+
+
+def test_upload_widgets_show_and_enforce_the_cap(tiny):
+    """The admin's weights uploader is limited to the cap (512 MiB) and the config uploader to
+    1 MiB, and the weights label says so."""
+    at = open_variants(tiny.admin_token)
+    weights, config = at.get("file_uploader")
+    assert "at most 512 MiB" in weights.proto.label
+    assert weights.proto.max_upload_size_mb == 512 and config.proto.max_upload_size_mb == 1
