@@ -14,6 +14,8 @@ import streamlit as st
 
 from evaluation.checkpoints import UPLOAD_CAP_ENV, UploadCapError, upload_cap_mb
 
+_printed: set[str] = set()  # start-up errors already printed on the server console
+
 
 def server_ceiling_mb() -> int:
     """Streamlit's `server.maxUploadSize` (MB) for this server."""
@@ -37,7 +39,9 @@ def require_upload_limit() -> int:
             f"or `python -m arena_ui.serve`, which set the server's limit from {UPLOAD_CAP_ENV}, "
             f"or pass --server.maxUploadSize {cap}."
         )
-    print(message, file=sys.stderr, flush=True)
+    if message not in _printed:
+        _printed.add(message)
+        print(message, file=sys.stderr, flush=True)
     st.error(message)
     st.stop()
     raise AssertionError("st.stop() returned")  # pragma: no cover
