@@ -16,7 +16,7 @@ import sys
 
 from sqlalchemy.orm import Session
 
-from db.auth import BOOTSTRAP_NOTICE, create_annotator, ensure_bootstrap_admin
+from db.auth import BOOTSTRAP_NOTICE, create_annotator, ensure_bootstrap_admin, login_link
 from db.backup import backup_sqlite
 from db.engine import database_url, make_engine, normalize_url, upgrade
 from db.errors import DbError
@@ -24,10 +24,6 @@ from db.errors import DbError
 EXPORT_COMMAND = (
     "python -m evaluation export --study NAME --format csv|parquet|fastchat --out FILE [--force]"
 )
-
-
-def login_link(base_url: str, token: str) -> str:
-    return f"{base_url.rstrip('/')}/?token={token}"
 
 
 def main(argv: list[str] | None = None) -> int:

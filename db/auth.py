@@ -27,6 +27,11 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def login_link(base_url: str, token: str) -> str:
+    """The personal link that signs `token`'s holder in at `base_url` (e.g. http://host:8501)."""
+    return f"{base_url.rstrip('/')}/?token={token}"
+
+
 def hash_token(token: str) -> str:
     """The stored form of a token: sha256 hex of its UTF-8 bytes."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
