@@ -1,14 +1,16 @@
 """Variants (admin): every variant with its hyperparameters, checkpoints and parameter counts;
-add a checkpoint by upload, by a folder on the server, or by importing a published folder."""
+add a checkpoint by upload, by a folder on the server, or by importing a published folder; add a
+variant of images made elsewhere (a zip upload, or a server folder with its manifest)."""
 
 import streamlit as st
 
 from arena_ui.identity import require_admin
 from arena_ui.resources import transaction
 from arena_ui.uploads import require_upload_limit
+from db.engine import data_dir
 from db.errors import DbError
 from db.queries import variant_catalogue
-from evaluation import checkpoints
+from evaluation import checkpoints, imports
 
 require_admin()
 cap = require_upload_limit()  # MiB
@@ -98,3 +100,81 @@ with legacy, st.form("legacy_form"):
     fields = variant_fields("leg")
     if st.form_submit_button("Import (copy into the data dir) and validate"):
         add(lambda: checkpoints.import_folder(folder), fields, owned=True)
+
+st.header("Add images made elsewhere")
+st.caption(
+    "A variant of kind `images` takes its images from files (another model's outputs, "
+    "photographs): a manifest CSV with the columns prompt, seed, image (a path beside it) and "
+    "optionally checkpoint. Every row is checked before anything is stored."
+)
+
+
+def image_fields(prefix: str) -> tuple[str, str, str, str]:
+    name = st.text_input("Variant name", key=f"{prefix}_variant")
+    label = st.text_input(
+        "Checkpoint label (optional: the manifest's column, else 'imported')", key=f"{prefix}_label"
+    )
+    hyper = st.text_input("Hyperparameters (JSON, optional)", key=f"{prefix}_hyper")
+    notes = st.text_input("Notes", key=f"{prefix}_notes")
+    return name, label, hyper, notes
+
+
+def add_images(run_import, fields) -> None:
+    """Import in one transaction; `run_import(session, variant, **options)`."""
+    name, label, hyper_text, notes = fields
+    try:
+        hyper = checkpoints.parse_hyperparameters(hyper_text)
+        with transaction() as s:
+            result = run_import(
+                s, name, hyperparameters=hyper, checkpoint=label.strip() or None, notes=notes
+            )
+    except (imports.ImportRejected, checkpoints.CheckpointRejected, DbError) as error:
+        st.error(str(error))
+        st.stop()
+    st.session_state["variants_notice"] = (
+        f"Imported {result.variant}: {result.images} images ({result.added} new), checkpoint "
+        f"label(s) {', '.join(result.labels)}."
+    )
+    st.rerun()
+
+
+def server_manifest(text: str):
+    """The manifest `text` names, its folder confined to the allowed roots like a checkpoint
+    folder's."""
+    path = checkpoints.checkpoint_folder((text or "").strip() or ".")
+    folder = checkpoints.resolve_server_folder(str(path.parent))
+    return folder / path.name
+
+
+zipped, manifest_tab = st.tabs(["Upload a zip", "Folder on the server"])
+with zipped, st.form("images_zip_form"):
+    archive = st.file_uploader(
+        f"Zip with manifest.csv and the images (at most {cap} MiB)",
+        type=["zip"],
+        key="img_zip",
+        max_upload_size=cap,
+    )
+    fields = image_fields("imz")
+    if st.form_submit_button("Upload and import"):
+        if archive is None:
+            st.error("Choose a .zip file holding manifest.csv and the images it names.")
+        else:
+            add_images(
+                lambda s, name, **options: imports.import_zip(
+                    s, data_dir(), name, archive, **options
+                ),
+                fields,
+            )
+with manifest_tab, st.form("images_folder_form"):
+    manifest = st.text_input(
+        "Manifest CSV (relative to the data dir, or under ARENA_CHECKPOINT_ROOTS)",
+        key="img_manifest",
+    )
+    fields = image_fields("imf")
+    if st.form_submit_button("Import"):
+        add_images(
+            lambda s, name, **options: imports.import_images(
+                s, data_dir(), name, server_manifest(manifest), **options
+            ),
+            fields,
+        )

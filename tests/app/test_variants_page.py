@@ -215,9 +215,65 @@ def test_server_accepting_more_than_the_cap_refuses_to_serve(tiny, monkeypatch):
 
 
 def test_upload_widgets_show_and_enforce_the_cap(tiny):
-    """The admin's weights uploader is limited to the cap (512 MiB) and the config uploader to
-    1 MiB, and the weights label says so."""
+    """The admin's weights and zip uploaders are limited to the cap (512 MiB) and the config
+    uploader to 1 MiB, and the labels say so."""
     at = open_variants(tiny.admin_token)
-    weights, config = at.get("file_uploader")
-    assert "at most 512 MiB" in weights.proto.label
-    assert weights.proto.max_upload_size_mb == 512 and config.proto.max_upload_size_mb == 1
+    weights, config, archive = at.get("file_uploader")
+    assert "at most 512 MiB" in weights.proto.label and "at most 512 MiB" in archive.proto.label
+    assert weights.proto.max_upload_size_mb == archive.proto.max_upload_size_mb == 512
+    assert config.proto.max_upload_size_mb == 1
+
+
+def write_manifest(folder: Path, prompts=("a tabby cat", "a red bus")) -> Path:
+    """A manifest.csv with one small PNG per prompt (seed 0) beside it."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rows = ["prompt,seed,image"]
+    for k, prompt in enumerate(prompts):
+        Image.new("RGB", (8, 8), (40 * k, 90, 200)).save(folder / f"img-{k}.png")
+        rows.append(f"{prompt},0,img-{k}.png")
+    (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return folder / "manifest.csv"
+
+
+def import_from_server(at: AppTest, manifest: str, variant: str, hyper: str = "") -> AppTest:
+    at.text_input(key="img_manifest").input(manifest)
+    at.text_input(key="imf_variant").input(variant)
+    at.text_input(key="imf_hyper").input(hyper)
+    return at.button(key="FormSubmitter:images_folder_form-Import").click().run()
+
+
+def test_images_variant_is_imported_from_a_server_manifest(tiny, db):
+    """A manifest folder inside the data dir becomes an `images` variant with its images,
+    listed on the page after the import."""
+    write_manifest(tiny.data_dir / "shots" / "other-model")
+    at = import_from_server(
+        open_variants(tiny.admin_token), "shots/other-model/manifest.csv", "other", '{"m": 1}'
+    )
+    assert not at.error, at.error[0].value
+    assert "Imported other: 2 images (2 new)" in at.success[0].value
+    variant = db.scalar(select(Variant).where(Variant.name == "other"))
+    assert variant.kind == "images" and variant.hyperparameters == {"m": 1}
+    assert "other" in list(at.dataframe[0].value["variant"])
+
+
+def test_images_manifest_outside_the_roots_is_refused(tiny, db, tmp_path_factory):
+    """A manifest outside the data dir (and ARENA_CHECKPOINT_ROOTS) is refused naming where it
+    resolves and the fix; no variant is created."""
+    manifest = write_manifest(tmp_path_factory.mktemp("elsewhere") / "shots")
+    at = import_from_server(open_variants(tiny.admin_token), str(manifest), "other")
+    assert "outside the allowed roots" in at.error[0].value
+    assert "ARENA_CHECKPOINT_ROOTS" in at.error[0].value
+    assert db.scalar(select(Variant).where(Variant.name == "other")) is None
+
+
+def test_bad_images_manifest_names_the_row_and_stores_nothing(tiny, db):
+    """A manifest row naming a missing file is refused with the importer's message (row,
+    column, value); nothing is stored."""
+    manifest = write_manifest(tiny.data_dir / "shots" / "broken")
+    manifest.write_text(manifest.read_text() + "a blue car,0,missing.png\n")
+    at = import_from_server(open_variants(tiny.admin_token), "shots/broken/manifest.csv", "b")
+    assert "missing.png" in at.error[0].value and "row 4" in at.error[0].value
+    assert db.scalar(select(Variant).where(Variant.name == "b")) is None
+    assert not (tiny.data_dir / "imported").exists()
