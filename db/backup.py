@@ -47,7 +47,12 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_destination(
-    dest: str | Path, *, overwrite: bool = False, protected: tuple[Path, ...] = (), what="--out"
+    dest: str | Path,
+    *,
+    overwrite: bool = False,
+    protected: tuple[Path, ...] = (),
+    what: str = "--out",
+    example: str = "votes.csv",
 ) -> Path:
     """The resolved path a command may write `dest` to, or InvalidValueError / NotFoundError
     naming the path and the fix.
@@ -61,14 +66,14 @@ def check_destination(
     for guarded in protected:
         if _same_file(resolved, guarded):
             raise InvalidValueError(
-                f"{what} {dest}: this is the live database file {guarded}; writing over it "
-                "would destroy the votes. Choose another file name"
+                f"{what} {dest}: this is {guarded}, part of the live database; writing over "
+                "it would destroy the votes. Choose another file name"
             )
     if resolved.exists():
         mode = resolved.stat().st_mode
         if stat.S_ISDIR(mode):
             raise InvalidValueError(
-                f"{what} {dest}: is a folder; give a file name inside it, e.g. {dest / 'votes.csv'}"
+                f"{what} {dest}: is a folder; give a file name inside it, e.g. {dest / example}"
             )
         if not stat.S_ISREG(mode):
             raise InvalidValueError(
@@ -110,7 +115,11 @@ def backup_sqlite(source: Engine | str | URL, dest: str | Path, overwrite: bool 
     if not source_file.is_file():
         raise NotFoundError(f"database file {source_file} does not exist; nothing to back up")
     dest = check_destination(
-        dest, overwrite=overwrite, protected=database_files(url), what="backup path"
+        dest,
+        overwrite=overwrite,
+        protected=database_files(url),
+        what="backup path",
+        example="arena-backup.sqlite3",
     )
 
     # 2. Copy in one step (a single read transaction = a consistent snapshot)

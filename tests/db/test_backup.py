@@ -88,7 +88,7 @@ def test_backup_refuses_to_overwrite_and_to_copy_onto_itself(live_db, tmp_path):
     with pytest.raises(InvalidValueError, match="already exists"):
         backup_sqlite(engine, target)
     assert target.read_text() == "precious"
-    with pytest.raises(InvalidValueError, match="live database file"):
+    with pytest.raises(InvalidValueError, match="part of the live database"):
         backup_sqlite(engine, data / "arena.sqlite3", overwrite=True)
 
 
@@ -139,7 +139,7 @@ def test_backup_refuses_a_symlink_to_the_database(live_db, tmp_path):
     data, engine, *_ = live_db
     link = tmp_path / "innocent.sqlite3"
     link.symlink_to(data / "arena.sqlite3")
-    with pytest.raises(InvalidValueError, match="live database file"):
+    with pytest.raises(InvalidValueError, match="part of the live database"):
         backup_sqlite(engine, link, overwrite=True)
 
 
@@ -206,3 +206,22 @@ def test_cli_bootstrap_prints_an_admin_link_once_on_a_fresh_install(tmp_path, cl
     engine.dispose()
     code, out, _ = cli(tmp_path, "bootstrap")
     assert code == 0 and "?token=" not in out and "create-admin" in out
+
+
+def test_cli_backup_force_onto_a_companion_or_folder_exits_2_naming_the_fix(live_db, cli):
+    """`python -m db backup --force` onto the -wal file or a folder exits 2 with one line naming
+    the path and the fix; nothing is written."""
+    data, *_ = live_db
+    wal = data / "arena.sqlite3-wal"
+    code, out, err = cli(data, "backup", str(wal), "--force")
+    assert code == 2 and out == ""
+    assert err.strip() == (
+        f"error: backup path {wal}: this is {wal}, part of the live database; writing over it "
+        "would destroy the votes. Choose another file name"
+    )
+    code, _, err = cli(data, "backup", str(data), "--force")
+    assert code == 2 and err.strip() == (
+        f"error: backup path {data}: is a folder; give a file name inside it, e.g. "
+        f"{data / 'arena-backup.sqlite3'}"
+    )
+    assert not list(data.parent.glob("*.partial")) and not list(data.glob("*.partial"))
