@@ -148,3 +148,28 @@ def test_export_csv_neutralises_formulas_and_raw_csv_keeps_them(database, tmp_pa
     assert main([*base, "--out", str(raw), "--raw-csv"]) == 0
     assert "'=HYPERLINK" in safe.read_text() and "'=HYPERLINK" not in raw.read_text()
     assert all(p.startswith("=HYPERLINK") for p in read_votes(safe)["prompt"].astype(str))
+
+
+def test_tally_and_decide_read_a_neutralised_export_like_a_raw_one(database, tmp_path, capsys):
+    """`python -m evaluation tally` and `decide` give the same output for the neutralised CSV
+    as for the --raw-csv one (the leading ' is removed on reading)."""
+    from sqlalchemy import update
+
+    from db.models import Prompt
+
+    engine = make_engine(database)
+    with session_factory(engine).begin() as s:
+        s.execute(update(Prompt).values(text="-" + Prompt.text))
+    engine.dispose()
+    safe, raw = tmp_path / "safe.csv", tmp_path / "raw.csv"
+    base = ["export", "--study", "s", "--format", "csv", "--database-url", database]
+    assert main([*base, "--out", str(safe)]) == 0
+    assert main([*base, "--out", str(raw), "--raw-csv"]) == 0
+    assert safe.read_bytes() != raw.read_bytes()
+    capsys.readouterr()
+    for command in (["tally", "--format", "json"], ["decide", "--format", "json"]):
+        outputs = []
+        for path in (safe, raw):
+            assert main([command[0], "--votes", str(path), *command[1:]]) == 0
+            outputs.append(capsys.readouterr().out.replace(str(path), "FILE"))
+        assert outputs[0] == outputs[1], command[0]
