@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from db.engine import data_dir as default_data_dir
 from db.models import REFERENCE_VARIANT, Checkpoint, Variant
 from db.queries.variants import variant_by_name
+from evaluation.image_store import sha256_file
 from evaluation.study import canonical
 
 CHECKPOINTS_DIR = "checkpoints"  # uploads and imports, under the data dir
@@ -298,7 +299,7 @@ def weights_sha256(folder: Path) -> str:
             f"{folder} holds no weights file (.safetensors or .bin); restore the checkpoint's "
             "weights"
         )
-    return _sha256_of(weights)
+    return sha256_file(weights[0]) if len(weights) == 1 else _sha256_of(weights)
 
 
 def register(

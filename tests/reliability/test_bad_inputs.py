@@ -991,6 +991,40 @@ def test_generation_with_a_missing_checkpoint_folder_renders_nothing(
     assert not (arena.data_dir / "images").exists()
 
 
+def test_generation_with_swapped_checkpoint_weights_renders_nothing(
+    tmp_path, tiny_clip_dir, tiny_sd_dir
+):
+    """A registered checkpoint whose weights were replaced after registration (same shapes,
+    other values): GenerationError naming the folder, both sha256 prefixes and the fix before
+    any image is rendered; every job stays pending."""
+    from evaluation.pregenerate import GenerationError, GenerationOptions, run_generation
+    from tests.reliability.tiny_arena import build_tiny_arena
+
+    arena = build_tiny_arena(tmp_path / "data", tiny_clip_dir, tiny_sd_dir, seeds=(0,))
+    swapped = arena.data_dir / "checkpoints" / "vt-b" / "epoch-1"
+    recorded = hashlib.sha256((swapped / "model.safetensors").read_bytes()).hexdigest()
+    weights = load_file(swapped / "model.safetensors")
+    save_file({name: value + 0.5 for name, value in weights.items()}, swapped / "model.safetensors")
+    found = hashlib.sha256((swapped / "model.safetensors").read_bytes()).hexdigest()
+    engine = make_engine(arena.url)
+
+    with pytest.raises(GenerationError) as info:
+        run_generation(
+            engine, arena.study, GenerationOptions(data_dir=arena.data_dir, device="cpu")
+        )
+
+    assert str(info.value) == (
+        f"cannot pre-generate; nothing was rendered:\n  - checkpoint folder {swapped}: its "
+        f"weights changed since registration (sha256 {found[:16]}..., recorded "
+        f"{recorded[:16]}...); restore the original weights, or register the new ones under a "
+        "new label on the Variants page\nRe-register or restore these checkpoints, then run again."
+    )
+    with session_factory(engine).begin() as s:
+        assert set(s.scalars(select(GenerationJob.status))) == {"pending"}
+    engine.dispose()
+    assert not (arena.data_dir / "images").exists()
+
+
 # -- the tally command --------------------------------------------------------------------------
 
 
