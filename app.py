@@ -18,11 +18,13 @@ import streamlit as st  # noqa: E402
 from arena_ui.identity import TOKEN_KEY, current_user  # noqa: E402
 from arena_ui.resources import engine  # noqa: E402
 from arena_ui.selection import study_picker  # noqa: E402
+from arena_ui.uploads import require_upload_limit  # noqa: E402
 
 # A local favicon: a Material icon would be fetched from Google's font server by the browser
 FAVICON = str(Path(__file__).resolve().parent / "arena_ui" / "favicon.png")
 st.set_page_config(page_title="Deprojector Arena", page_icon=FAVICON, layout="wide")
 engine()
+require_upload_limit()  # a bad ARENA_MAX_UPLOAD_MB, or a larger server ceiling, stops every page
 user = current_user()
 
 # Every page is registered (so a typed URL reaches the page's own role check and its refusal);

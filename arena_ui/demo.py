@@ -1,6 +1,7 @@
-"""Building the demo study from the welcome page, with a progress bar.
+"""Building the demo studies from the welcome page (tiny models; real photographs), with a
+progress bar.
 
-`evaluation.demo` trains and renders with torch; it is imported inside the function so that the
+`evaluation.demo` (torch) and `evaluation.photo_demo` are imported inside the functions so that the
 welcome page itself stays light.
 """
 
@@ -27,5 +28,23 @@ def build_demo_with_progress() -> None:
         f"Demo study **{result.study}** ready: {result.images} images "
         f"({result.rendered_now} rendered now) in {result.seconds:.0f} s. "
         f"Database: `{result.database}`; images: `{result.images_dir}`."
+    )
+    st.page_link("pages/vote.py", label="Vote now", icon=":material/how_to_vote:")
+
+
+def build_photo_demo_with_progress() -> None:
+    """Run `evaluation.photo_demo.build_photo_demo` into the data dir, showing its progress."""
+    from evaluation.photo_demo import build_photo_demo  # scikit-image: only when asked
+
+    bar = st.progress(0.0, text="Starting the photo demo")
+
+    def report(fraction: float, message: str = "") -> None:
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message or "Building the photo demo")
+
+    result = build_photo_demo(data_dir(), progress=report)
+    bar.progress(1.0, text="Photo demo ready")
+    st.success(
+        f"Photo demo study **{result.study}** ready: {result.images} images from "
+        f"{len(result.variants)} image pipelines ({result.added} new) in {result.seconds:.1f} s."
     )
     st.page_link("pages/vote.py", label="Vote now", icon=":material/how_to_vote:")

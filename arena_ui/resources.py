@@ -16,6 +16,7 @@ import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from db import auth
 from db.auth import BOOTSTRAP_NOTICE, ensure_bootstrap_admin
 from db.engine import data_dir, make_engine, session_factory, upgrade
 
@@ -36,7 +37,7 @@ def login_link(token: str) -> str:
     """The personal link for `token` on this server (address and port from its options)."""
     address = st.get_option("browser.serverAddress") or "localhost"
     port = st.get_option("browser.serverPort") or st.get_option("server.port") or 8501
-    return f"http://{address}:{port}/?token={token}"
+    return auth.login_link(f"http://{address}:{port}", token)
 
 
 @contextmanager

@@ -4,7 +4,9 @@ python -m db upgrade                                   # create / upgrade the sc
 python -m db bootstrap [--base-url URL]                # upgrade; fresh install: print admin link
 python -m db create-admin NAME [--base-url http://localhost:8501]   # prints a login link
 python -m db backup PATH [--force]                     # consistent copy of a live SQLite DB
-python -m db export-votes [--study NAME] [--out votes.csv|votes.parquet]
+
+Votes are exported by one command, `python -m evaluation export --study NAME --format csv|parquet|
+fastchat --out FILE [--force]`; `python -m db export-votes` only points there.
 """
 
 from __future__ import annotations
@@ -14,15 +16,14 @@ import sys
 
 from sqlalchemy.orm import Session
 
-from db.auth import BOOTSTRAP_NOTICE, create_annotator, ensure_bootstrap_admin
-from db.backup import backup_sqlite, write_votes
+from db.auth import BOOTSTRAP_NOTICE, create_annotator, ensure_bootstrap_admin, login_link
+from db.backup import backup_sqlite
 from db.engine import database_url, make_engine, normalize_url, upgrade
 from db.errors import DbError
-from db.queries import live_votes_frame, study_by_name
 
-
-def login_link(base_url: str, token: str) -> str:
-    return f"{base_url.rstrip('/')}/?token={token}"
+EXPORT_COMMAND = (
+    "python -m evaluation export --study NAME --format csv|parquet|fastchat --out FILE [--force]"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,10 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     backup = commands.add_parser("backup", help="consistent copy of the SQLite database")
     backup.add_argument("path")
     backup.add_argument("--force", action="store_true", help="overwrite an existing file")
-    export = commands.add_parser("export-votes", help="live votes in the interchange format")
-    export.add_argument("--study", help="only this study (default: all)")
-    export.add_argument("--out", help="FILE.csv or FILE.parquet (default: CSV to stdout)")
+    commands.add_parser(
+        "export-votes", help=f"replaced by: {EXPORT_COMMAND}", add_help=False, prefix_chars="\0"
+    ).add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
+    if args.command == "export-votes":
+        print(f"error: votes are exported by one command now: {EXPORT_COMMAND}", file=sys.stderr)
+        return 2
 
     url = database_url()
     try:
@@ -80,15 +84,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
                 print("(only a hash of the token is stored); keep it private:")
                 print(login_link(args.base_url, token))
                 return 0
-            # export-votes
-            study_id = study_by_name(s, args.study).id if args.study else None
-            frame = live_votes_frame(s, study_id)
-        if args.out:
-            path = write_votes(frame, args.out)
-            print(f"{len(frame)} votes written to {path}", file=sys.stderr)
-        else:
-            frame.to_csv(sys.stdout, index=False)
-        return 0
+            raise AssertionError(f"unhandled command {args.command!r}")
     finally:
         engine.dispose()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 
 from sqlalchemy import select
@@ -24,6 +25,11 @@ BOOTSTRAP_ADMIN_NAME = "admin"
 
 def new_token() -> str:
     return secrets.token_urlsafe(32)
+
+
+def login_link(base_url: str, token: str) -> str:
+    """The personal link that signs `token`'s holder in at `base_url` (e.g. http://host:8501)."""
+    return f"{base_url.rstrip('/')}/?token={token}"
 
 
 def hash_token(token: str) -> str:
@@ -120,10 +126,12 @@ BOOTSTRAP_NOTICE = "ARENA ADMIN LOGIN (shown once, keep it private):"
 def ensure_bootstrap_admin(s: Session) -> str | None:
     """Make sure someone can administer a fresh install.
 
-    With `ARENA_ADMIN_TOKEN` set, an admin whose token is that secret is created if missing
-    (returns None: the operator already knows the secret). Otherwise, when no enabled admin
-    exists, an admin named "admin" (or "admin-2", ...) is created and its token returned, to be
-    printed once on the server console.
+    With `ARENA_ADMIN_TOKEN` set, the secret is the only key of the bootstrap admin: the
+    admin-role account named "admin" (or "admin-2", ... when a voter holds "admin"; the oldest
+    such account) gets the secret's hash, so a changed secret replaces the old one and a link
+    printed earlier stops working; the account is created if missing (returns None: the operator
+    already knows the secret; a revoked account stays revoked). Otherwise, when no enabled admin exists, an admin named "admin"
+    (or "admin-2", ...) is created and its token returned, to be printed once on the console.
     """
     secret = os.environ.get(ADMIN_TOKEN_ENV, "").strip()
     if secret:
@@ -132,9 +140,15 @@ def ensure_bootstrap_admin(s: Session) -> str | None:
                 f"{ADMIN_TOKEN_ENV} is {len(secret)} characters long; use at least 16 random "
                 'characters, e.g. python -c "import secrets; print(secrets.token_urlsafe(32))"'
             )
-        if s.scalar(select(Annotator.id).where(Annotator.token_hash == hash_token(secret))):
+        secret_hash = hash_token(secret)
+        if s.scalar(select(Annotator.id).where(Annotator.token_hash == secret_hash)):
             return None
-        _add_admin(s, hash_token(secret))
+        bootstrap = _bootstrap_admin(s)
+        if bootstrap is None:
+            _add_admin(s, secret_hash)
+        else:
+            bootstrap.token_hash = secret_hash  # the previous secret stops working
+            s.flush()
         return None
 
     has_admin = s.scalar(
@@ -144,6 +158,18 @@ def ensure_bootstrap_admin(s: Session) -> str | None:
         return None
     token = new_token()
     return token if _add_admin(s, hash_token(token)) is not None else None
+
+
+def _bootstrap_admin(s: Session) -> Annotator | None:
+    """The oldest admin-role account named "admin" or "admin-<n>" (the names `_add_admin`
+    gives), or None."""
+    candidates = s.scalars(
+        select(Annotator)
+        .where(Annotator.role == "admin", Annotator.name.like(f"{BOOTSTRAP_ADMIN_NAME}%"))
+        .order_by(Annotator.id)
+    )
+    pattern = re.compile(rf"{BOOTSTRAP_ADMIN_NAME}(-[0-9]+)?")
+    return next((a for a in candidates if pattern.fullmatch(a.name)), None)
 
 
 def _add_admin(s: Session, token_hash: str) -> Annotator | None:

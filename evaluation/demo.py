@@ -13,7 +13,6 @@ one seed, 64x64) and pre-generates its images. Idempotent: a rerun reuses what e
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import sys
@@ -90,46 +89,22 @@ def _atomic_build(folder: Path, build: Callable[[Path], object], marker: str) ->
     os.replace(partial, folder)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _register(session, name: str, run_dir: Path, data_dir: Path) -> None:
-    """Get-or-create the Variant and one Checkpoint per epoch, with inspect_checkpoint's counts."""
-    from db.models import Checkpoint, Variant
-    from deprojector.checkpoint import inspect_checkpoint
-    from deprojector.model import VTConfig
+    """Register each epoch's checkpoint through the arena's one intake path
+    (`evaluation.checkpoints`); a rerun finds them registered and adds nothing."""
+    from evaluation.checkpoints import inspect, register
 
-    variant = session.scalar(select(Variant).where(Variant.name == name))
     for epoch in range(1, EPOCHS + 1):
         folder = run_dir / f"epoch-{epoch}"
-        info = inspect_checkpoint(folder)
-        if variant is None:
-            variant = Variant(
-                name=name,
-                kind="vt",
-                hyperparameters=VTConfig.from_dict(info.config["config"]).hyperparameters(),
-                notes="demo: tiny random CLIP, trained 2 epochs on 32 captions",
-            )
-            session.add(variant)
-            session.flush()
-        label = folder.name
-        if any(c.label == label for c in variant.checkpoints):
-            continue
-        session.add(
-            Checkpoint(
-                variant=variant,
-                label=label,
-                path=folder.relative_to(data_dir).as_posix(),
-                sha256=_sha256_file(folder / "model.safetensors"),
-                params_total=info.params_total,
-                params_trainable=info.params_trainable,
-                hidden_size=info.hidden_size,
-            )
+        register(
+            session,
+            name,
+            folder.name,
+            folder,
+            inspect(folder),
+            notes="demo: tiny random CLIP, trained 2 epochs on 32 captions",
+            data_dir=data_dir,
+            existing_ok=True,
         )
 
 

@@ -1,11 +1,16 @@
-"""Export a study's live votes from the database.
+"""Export a study's live votes from the database (the one vote-export command).
 
     python -m evaluation export --study demo --format csv --out votes.csv
     python -m evaluation export --study demo --format parquet --out votes.parquet
     python -m evaluation export --study demo --format fastchat --out battles.json
+    python -m evaluation export --study demo --format csv --out votes.csv --force   # replace it
 
 csv/parquet: the vote interchange format (DESIGN.md); fastchat: FastChat's battle layout
 (`model_a, model_b, winner, judge, tstamp`) as a JSON array. Quality-control repeats are left out.
+CSV cells starting with = + - @, a tab or a carriage return are prefixed with ' so a spreadsheet
+shows them as text (`python -m evaluation tally` reads them back unchanged); `--raw-csv` keeps
+them as they are. The file is written atomically; an existing file is replaced only with
+`--force`, and the database and its -wal/-shm/-journal files never.
 """
 
 from __future__ import annotations
@@ -22,17 +27,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--study", required=True, help="study name")
     parser.add_argument("--format", choices=FORMATS, required=True)
-    parser.add_argument("--out", required=True, help="file to write (replaced atomically)")
+    parser.add_argument("--out", required=True, help="file to write (a new file unless --force)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
+    parser.add_argument(
+        "--raw-csv",
+        action="store_true",
+        help="CSV: keep cells starting with = + - @ tab CR as they are (no ' prefix)",
+    )
     parser.add_argument("--database-url", default=None, help="default: DATABASE_URL or SQLite")
     args = parser.parse_args(argv)
 
+    from db.backup import check_destination, database_files
     from db.engine import make_engine, session_factory
-    from db.errors import NotFoundError
+    from db.errors import DbError, NotFoundError
     from db.queries import live_votes_frame, study_by_name
     from evaluation import export
 
     engine = make_engine(args.database_url)
     try:
+        try:
+            out = check_destination(
+                args.out, overwrite=args.force, protected=database_files(engine)
+            )
+        except DbError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         with session_factory(engine)() as s:
             study = study_by_name(s, args.study)
             votes = live_votes_frame(s, study.id)
@@ -41,12 +60,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         engine.dispose()
-    write = {
-        "csv": export.write_votes_csv,
-        "parquet": export.write_votes_parquet,
-        "fastchat": export.write_fastchat_json,
-    }[args.format]
-    path = write(votes, args.out)
+    try:
+        if args.format == "csv":
+            path = export.write_votes_csv(votes, out, overwrite=args.force, raw=args.raw_csv)
+        elif args.format == "parquet":
+            path = export.write_votes_parquet(votes, out, overwrite=args.force)
+        else:
+            path = export.write_fastchat_json(votes, out, overwrite=args.force)
+    except FileExistsError as error:  # created by someone else since the check
+        print(f"error: --out {error}", file=sys.stderr)
+        return 2
     print(f"wrote {len(votes)} live votes of study {args.study!r} to {path}")
     return 0
 

@@ -105,6 +105,9 @@ class _Work:
     pending: int  # jobs to render now
     settings: dict  # the study's SD settings as stored (model_path as entered)
     folders: dict[int, Path]  # checkpoint id -> folder
+    recorded: dict[
+        int, tuple[str, str]
+    ]  # checkpoint id -> (path as stored, sha256 at registration)
 
 
 def run_generation(
@@ -175,23 +178,25 @@ def _tidy_up(
     reclaim_stale(s, study.id, exclusive)
     if retry_failed:
         reset_failed(s, study.id)
+    recorded = _study_checkpoints(s, study.id)
     return _Work(
         study_id=study.id,
         total=count_images(s, study.id),
         pending=count_jobs(s, study.id, "pending"),
         settings=dict(study.settings),
-        folders=_checkpoint_folders(s, study.id, data_dir),
+        folders={c: data_dir / path for c, (path, _) in recorded.items()},
+        recorded=recorded,
     )
 
 
-def _checkpoint_folders(session: Session, study_id: int, data_dir: Path) -> dict[int, Path]:
+def _study_checkpoints(session: Session, study_id: int) -> dict[int, tuple[str, str]]:
     rows = session.execute(
-        select(Checkpoint.id, Checkpoint.path)
+        select(Checkpoint.id, Checkpoint.path, Checkpoint.sha256)
         .join(Image, Image.checkpoint_id == Checkpoint.id)
         .where(Image.id.in_(study_image_ids(study_id)), Image.settings_hash != IMPORTED)
         .distinct()
     )
-    return {checkpoint_id: data_dir / path for checkpoint_id, path in rows}
+    return {checkpoint_id: (path, sha256) for checkpoint_id, path, sha256 in rows}
 
 
 def _load_generator(work: _Work, data_dir: Path, device: str | None, generator):
@@ -214,10 +219,19 @@ def _load_generator(work: _Work, data_dir: Path, device: str | None, generator):
                 f"Stable Diffusion folder {settings.model_path!s} does not load: {error}; fix "
                 "the study's model_path (a local diffusers folder)"
             ) from error
+    from evaluation.checkpoints import CheckpointRejected, verify_checkpoint
+
     problems = []
     for folder in sorted(set(work.folders.values())):
         if not folder.exists():
             problems.append(f"checkpoint folder {folder} does not exist")
+            continue
+        try:
+            # still inside the allowed roots, and the weights whose sha256 was recorded
+            for path, sha256 in {work.recorded[c] for c, f in work.folders.items() if f == folder}:
+                verify_checkpoint(path, sha256, data_dir)
+        except CheckpointRejected as error:
+            problems.append(str(error))
             continue
         try:
             inspect_checkpoint(folder)

@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from arena_ui import accounts
 from arena_ui.identity import require_admin
-from arena_ui.resources import login_link
+from arena_ui.resources import login_link, transaction
+from db import auth
 from db.errors import DbError
+from db.queries import annotator_rows
 
 user = require_admin()
 st.title("Annotators")
@@ -15,7 +16,9 @@ if new := st.session_state.pop("annotators_new_link", None):
     )
     st.code(new[1], language=None)
 
-st.dataframe(accounts.annotator_rows(), hide_index=True, key="annotators_table")
+with transaction(readonly=True) as s:
+    rows = annotator_rows(s)
+st.dataframe(rows, hide_index=True, key="annotators_table")
 
 st.header("New annotator")
 with st.form("new_annotator", clear_on_submit=True):
@@ -23,7 +26,9 @@ with st.form("new_annotator", clear_on_submit=True):
     role = st.radio("Role", ["voter", "admin"], horizontal=True, key="new_annotator_role")
     if st.form_submit_button("Create and show the link"):
         try:
-            annotator_name, token = accounts.create(name, role)
+            with transaction() as s:
+                annotator, token = auth.create_annotator(s, name, role)
+                annotator_name = annotator.name
         except DbError as error:
             st.error(str(error))
             st.stop()
@@ -31,7 +36,7 @@ with st.form("new_annotator", clear_on_submit=True):
         st.rerun()
 
 st.header("Revoke or restore access")
-others = [row for row in accounts.annotator_rows() if row["id"] != user.id]
+others = [row for row in rows if row["id"] != user.id]
 if not others:
     st.info("No other annotators yet: create one above to manage access.")
     st.stop()
@@ -42,12 +47,16 @@ labels = {
 target = st.selectbox("Annotator", list(labels), format_func=labels.get, key="revoke_target")
 revoke_col, restore_col, link_col = st.columns(3)
 if revoke_col.button("Revoke (their link stops working)", key="revoke_button"):
-    accounts.set_disabled(target, True)
+    with transaction() as s:
+        auth.revoke(s, target)
     st.rerun()
 if restore_col.button("Restore", key="restore_button"):
-    accounts.set_disabled(target, False)
+    with transaction() as s:
+        auth.enable(s, target)
     st.rerun()
 if link_col.button("New link (the old one stops working)", key="rotate_button"):
-    annotator_name, token = accounts.new_link(target)
+    with transaction() as s:
+        token = auth.rotate_token(s, target)
+    annotator_name = next(row["name"] for row in others if row["id"] == target)
     st.session_state["annotators_new_link"] = (annotator_name, login_link(token))
     st.rerun()

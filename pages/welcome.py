@@ -1,8 +1,9 @@
-"""Welcome: what the arena is, how to sign in, and a one-click demo study for admins."""
+"""Welcome: what the arena is, how to sign in, and one-click demo studies for admins (tiny models,
+or real photographs through image pipelines)."""
 
 import streamlit as st
 
-from arena_ui.demo import build_demo_with_progress
+from arena_ui.demo import build_demo_with_progress, build_photo_demo_with_progress
 from arena_ui.identity import current_user
 from arena_ui.resources import BOOTSTRAP_NOTICE
 from arena_ui.selection import visible_studies
@@ -65,3 +66,15 @@ import a published legacy folder). Train your own with `python -m deprojector.tr
 )
 if st.button("Build the demo study", type="primary", key="build_demo"):
     build_demo_with_progress()
+
+st.subheader("Photo demo")
+st.markdown(
+    """
+Real pictures in seconds, no model needed: photographs that ship with scikit-image, passed through
+four image pipelines one setting apart (JPEG quality, blur, colour saturation) and imported as
+image variants into the study **photo-demo**. Votes here measure whether people see those
+differences: a quick way to try the arena with images worth judging.
+"""
+)
+if st.button("Build the photo demo", key="build_photo_demo"):
+    build_photo_demo_with_progress()

@@ -21,4 +21,5 @@ else:
 ')
 fi
 "$PY" -m db bootstrap --base-url "http://localhost:$PORT"
-exec "$PY" -m streamlit run app.py --server.headless true --server.port "$PORT"
+# arena_ui.serve checks ARENA_MAX_UPLOAD_MB and gives Streamlit the same upload limit
+exec "$PY" -m arena_ui.serve --server.headless true --server.port "$PORT"

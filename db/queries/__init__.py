@@ -2,9 +2,11 @@
 owns the transaction, as in `with session_factory(engine).begin() as s:`).
 
 Topic modules: `studies` (studies, pairs), `votes` (record, undo, progress), `results` (live
-votes as the interchange frame). The names below are the package's public surface.
+votes as the interchange frame), `variants` (variants, checkpoints), `accounts`
+(annotators as listed). The names below are the package's public surface.
 """
 
+from db.queries.accounts import annotator_rows
 from db.queries.results import VOTE_COLUMNS, live_votes_frame
 from db.queries.studies import (
     get_annotator,
@@ -15,16 +17,12 @@ from db.queries.studies import (
     study_by_name,
     study_pairs,
 )
-from db.queries.votes import (
-    Progress,
-    live_vote,
-    progress,
-    record_vote,
-    undo_last_vote,
-)
+from db.queries.variants import variant_by_name, variant_catalogue
+from db.queries.votes import Progress, live_vote, progress, record_vote, undo_last_vote
 
 __all__ = [
     "VOTE_COLUMNS",
+    "annotator_rows",
     "Progress",
     "get_annotator",
     "get_pair",
@@ -38,4 +36,6 @@ __all__ = [
     "study_by_name",
     "study_pairs",
     "undo_last_vote",
+    "variant_by_name",
+    "variant_catalogue",
 ]

@@ -9,8 +9,9 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 from tiny_study import TIMEOUT
 
-from arena_ui import checkpoints
+from db.engine import make_engine, session_factory, upgrade
 from db.models import Variant
+from evaluation import checkpoints
 
 VARIANTS_PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "variants.py")
 D = 16
@@ -27,6 +28,22 @@ def vt_folder(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     model = VTDeprojector(vt_config("vt-vicinity-1", D, 4), num_members=1, seed=3)
     return save_checkpoint(model, tmp_path_factory.mktemp("vt") / "epoch-8", {"seed": 3})
+
+
+def accept(folder: Path, name: str, label: str, hyper: str = "", owned: bool = True):
+    """What the Variants page does with a folder: validate, then register in one transaction;
+    a folder the arena made is removed on any failure. Returns (label, path) of the row."""
+    engine = make_engine()
+    upgrade(engine)
+    try:
+        with checkpoints.discard_on_failure(folder, owned):
+            info = checkpoints.inspect(folder)
+            with session_factory(engine).begin() as s:
+                hyperparameters = checkpoints.parse_hyperparameters(hyper)
+                row = checkpoints.register(s, name, label, folder, info, hyperparameters)
+                return row.label, row.path
+    finally:
+        engine.dispose()
 
 
 def open_variants(token: str) -> AppTest:
@@ -90,8 +107,7 @@ def test_upload_is_stored_under_a_generated_name(data_dir, vt_folder):
         (vt_folder / "config.json").read_bytes(),
     )
     assert folder.parent == data_dir / "checkpoints" and folder.name.startswith("upload-")
-    checkpoint = checkpoints.accept(folder, "uploaded", "epoch-8")
-    assert checkpoint.path == f"checkpoints/{folder.name}"
+    assert accept(folder, "uploaded", "epoch-8") == ("epoch-8", f"checkpoints/{folder.name}")
 
 
 @pytest.mark.parametrize(
@@ -114,7 +130,7 @@ def test_bad_uploads_are_rejected_and_leave_nothing(data_dir, vt_folder, weights
         config = None
     config = config if config is not None else json.dumps(real_config).encode()
     with pytest.raises(checkpoints.CheckpointRejected, match=message):
-        checkpoints.accept(checkpoints.save_upload("m.safetensors", weights, config), "bad", "e1")
+        accept(checkpoints.save_upload("m.safetensors", weights, config), "bad", "e1")
     stored = data_dir / "checkpoints"
     assert not stored.exists() or not any(stored.iterdir())
 
@@ -161,16 +177,103 @@ def test_a_second_checkpoint_must_match_its_variants_hyperparameters(tiny, vt_fo
 
     for label in ("epoch-8", "epoch-10"):
         shutil.copytree(vt_folder, tiny.data_dir / "models" / label)
-    checkpoints.accept(tiny.data_dir / "models" / "epoch-8", "vt-v1", "epoch-8", owned=False)
+    accept(tiny.data_dir / "models" / "epoch-8", "vt-v1", "epoch-8", owned=False)
     with pytest.raises(checkpoints.CheckpointRejected, match="has hyperparameters"):
-        checkpoints.accept(
+        accept(
             tiny.data_dir / "models" / "epoch-10",
             "vt-v1",
             "epoch-10",
             '{"vicinity": 3}',
             owned=False,
         )
-    second = checkpoints.accept(
-        tiny.data_dir / "models" / "epoch-10", "vt-v1", "epoch-10", owned=False
+    second = accept(tiny.data_dir / "models" / "epoch-10", "vt-v1", "epoch-10", owned=False)
+    assert second[0] == "epoch-10" and (tiny.data_dir / "models" / "epoch-10").is_dir()
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "0.5"])
+def test_bad_upload_cap_is_a_start_up_error_naming_the_fix(tiny, monkeypatch, value):
+    """A bad ARENA_MAX_UPLOAD_MB stops the page with one error naming the value and the fix,
+    instead of a crash; no form is drawn."""
+    monkeypatch.setenv("ARENA_MAX_UPLOAD_MB", value)
+    at = open_variants(tiny.admin_token)
+    assert [e.value for e in at.error] == [
+        f"Start-up error: ARENA_MAX_UPLOAD_MB={value!r}: expected a whole number of MiB, at "
+        "least 1; set e.g. ARENA_MAX_UPLOAD_MB=512 (or unset it for 512), then restart the server."
+    ]
+    assert not at.text_input and not at.get("file_uploader")
+
+
+def test_server_accepting_more_than_the_cap_refuses_to_serve(tiny, monkeypatch):
+    """A server whose upload ceiling (server.maxUploadSize, 512 here) is above
+    ARENA_MAX_UPLOAD_MB=1 stops the page, naming both and how to start it right."""
+    monkeypatch.setenv("ARENA_MAX_UPLOAD_MB", "1")
+    at = open_variants(tiny.admin_token)
+    message = at.error[0].value
+    assert "accepts uploads up to 512 MB" in message and "ARENA_MAX_UPLOAD_MB is 1" in message
+    assert "make run" in message and "--server.maxUploadSize 1" in message
+    assert not at.get("file_uploader")
+
+
+def test_upload_widgets_show_and_enforce_the_cap(tiny):
+    """The admin's weights and zip uploaders are limited to the cap (512 MiB) and the config
+    uploader to 1 MiB, and the labels say so."""
+    at = open_variants(tiny.admin_token)
+    weights, config, archive = at.get("file_uploader")
+    assert "at most 512 MiB" in weights.proto.label and "at most 512 MiB" in archive.proto.label
+    assert weights.proto.max_upload_size_mb == archive.proto.max_upload_size_mb == 512
+    assert config.proto.max_upload_size_mb == 1
+
+
+def write_manifest(folder: Path, prompts=("a tabby cat", "a red bus")) -> Path:
+    """A manifest.csv with one small PNG per prompt (seed 0) beside it."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rows = ["prompt,seed,image"]
+    for k, prompt in enumerate(prompts):
+        Image.new("RGB", (8, 8), (40 * k, 90, 200)).save(folder / f"img-{k}.png")
+        rows.append(f"{prompt},0,img-{k}.png")
+    (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return folder / "manifest.csv"
+
+
+def import_from_server(at: AppTest, manifest: str, variant: str, hyper: str = "") -> AppTest:
+    at.text_input(key="img_manifest").input(manifest)
+    at.text_input(key="imf_variant").input(variant)
+    at.text_input(key="imf_hyper").input(hyper)
+    return at.button(key="FormSubmitter:images_folder_form-Import").click().run()
+
+
+def test_images_variant_is_imported_from_a_server_manifest(tiny, db):
+    """A manifest folder inside the data dir becomes an `images` variant with its images,
+    listed on the page after the import."""
+    write_manifest(tiny.data_dir / "shots" / "other-model")
+    at = import_from_server(
+        open_variants(tiny.admin_token), "shots/other-model/manifest.csv", "other", '{"m": 1}'
     )
-    assert second.label == "epoch-10" and (tiny.data_dir / "models" / "epoch-10").is_dir()
+    assert not at.error, at.error[0].value
+    assert "Imported other: 2 images (2 new)" in at.success[0].value
+    variant = db.scalar(select(Variant).where(Variant.name == "other"))
+    assert variant.kind == "images" and variant.hyperparameters == {"m": 1}
+    assert "other" in list(at.dataframe[0].value["variant"])
+
+
+def test_images_manifest_outside_the_roots_is_refused(tiny, db, tmp_path_factory):
+    """A manifest outside the data dir (and ARENA_CHECKPOINT_ROOTS) is refused naming where it
+    resolves and the fix; no variant is created."""
+    manifest = write_manifest(tmp_path_factory.mktemp("elsewhere") / "shots")
+    at = import_from_server(open_variants(tiny.admin_token), str(manifest), "other")
+    assert "outside the allowed roots" in at.error[0].value
+    assert "ARENA_CHECKPOINT_ROOTS" in at.error[0].value
+    assert db.scalar(select(Variant).where(Variant.name == "other")) is None
+
+
+def test_bad_images_manifest_names_the_row_and_stores_nothing(tiny, db):
+    """A manifest row naming a missing file is refused with the importer's message (row,
+    column, value); nothing is stored."""
+    manifest = write_manifest(tiny.data_dir / "shots" / "broken")
+    manifest.write_text(manifest.read_text() + "a blue car,0,missing.png\n")
+    at = import_from_server(open_variants(tiny.admin_token), "shots/broken/manifest.csv", "b")
+    assert "missing.png" in at.error[0].value and "row 4" in at.error[0].value
+    assert db.scalar(select(Variant).where(Variant.name == "b")) is None
+    assert not (tiny.data_dir / "imported").exists()

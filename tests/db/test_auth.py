@@ -108,3 +108,51 @@ def test_bootstrap_admin_from_env_secret(sessions, monkeypatch):
     monkeypatch.setenv("ARENA_ADMIN_TOKEN", "short")
     with sessions.begin() as s, pytest.raises(InvalidValueError, match="at least 16"):
         ensure_bootstrap_admin(s)
+
+
+def test_changed_admin_secret_replaces_the_old_one(sessions, monkeypatch):
+    """After ARENA_ADMIN_TOKEN changes, only the new secret signs in as `admin`; the old one
+    stops working and no second admin appears."""
+    old, new = "old-secret-" + "a" * 20, "new-secret-" + "b" * 20
+    monkeypatch.setenv("ARENA_ADMIN_TOKEN", old)
+    with sessions.begin() as s:
+        ensure_bootstrap_admin(s)
+    monkeypatch.setenv("ARENA_ADMIN_TOKEN", new)
+    with sessions.begin() as s:
+        assert ensure_bootstrap_admin(s) is None
+    with sessions() as s:
+        assert authenticate(s, old) is None
+        assert authenticate(s, new).name == "admin"
+        admins = s.scalars(select(Annotator).where(Annotator.role == "admin")).all()
+        assert [a.name for a in admins] == ["admin"]
+
+
+def test_admin_secret_takes_over_the_bootstrap_admin_link(sessions, monkeypatch):
+    """Setting ARENA_ADMIN_TOKEN on an install whose admin came from a printed link makes the
+    secret the admin's only key: the printed link stops working."""
+    monkeypatch.delenv("ARENA_ADMIN_TOKEN", raising=False)
+    with sessions.begin() as s:
+        printed = ensure_bootstrap_admin(s)
+    secret = "operator-secret-" + "c" * 20
+    monkeypatch.setenv("ARENA_ADMIN_TOKEN", secret)
+    with sessions.begin() as s:
+        ensure_bootstrap_admin(s)
+    with sessions() as s:
+        assert authenticate(s, printed) is None
+        assert authenticate(s, secret).name == "admin"
+
+
+def test_changed_admin_secret_rotates_the_fallback_admin_name(sessions, monkeypatch):
+    """When a voter holds the name `admin`, the secret's admin is `admin-2`, and a new secret
+    replaces its old one there too (the voter is untouched)."""
+    monkeypatch.setenv("ARENA_ADMIN_TOKEN", "first-secret-" + "d" * 20)
+    with sessions.begin() as s:
+        _, voter_token = create_annotator(s, "admin", "voter")
+        ensure_bootstrap_admin(s)
+    monkeypatch.setenv("ARENA_ADMIN_TOKEN", "second-secret-" + "e" * 20)
+    with sessions.begin() as s:
+        ensure_bootstrap_admin(s)
+    with sessions() as s:
+        assert authenticate(s, "first-secret-" + "d" * 20) is None
+        assert authenticate(s, "second-secret-" + "e" * 20).name == "admin-2"
+        assert authenticate(s, voter_token).role == "voter"

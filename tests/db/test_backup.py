@@ -1,5 +1,6 @@
 """Backups and exports: a copy of a live database gives the same votes."""
 
+import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,8 +88,59 @@ def test_backup_refuses_to_overwrite_and_to_copy_onto_itself(live_db, tmp_path):
     with pytest.raises(InvalidValueError, match="already exists"):
         backup_sqlite(engine, target)
     assert target.read_text() == "precious"
-    with pytest.raises(InvalidValueError, match="live database itself"):
+    with pytest.raises(InvalidValueError, match="part of the live database"):
         backup_sqlite(engine, data / "arena.sqlite3", overwrite=True)
+
+
+@pytest.mark.parametrize("companion", ["-wal", "-shm", "-journal"])
+def test_backup_force_refuses_the_database_companion_files(live_db, companion):
+    """`backup --force` onto the database's -wal/-shm/-journal file is refused by name and
+    leaves the file and the votes as they were."""
+    data, engine, *_ = live_db
+    target = data / f"arena.sqlite3{companion}"
+    before = target.read_bytes() if target.exists() else None
+    with pytest.raises(InvalidValueError, match=f"arena.sqlite3{companion}.*live database"):
+        backup_sqlite(engine, target, overwrite=True)
+    assert (target.read_bytes() if target.exists() else None) == before
+    with Session(engine) as s:
+        assert len(live_votes_frame(s)) == 30
+
+
+@pytest.mark.parametrize(
+    ("make", "pattern"),
+    [
+        (lambda path: path.mkdir(), "is a folder"),
+        (lambda path: os.mkfifo(path), "not a regular file"),
+    ],
+    ids=["directory", "fifo"],
+)
+def test_backup_force_refuses_directories_and_special_files_leaving_nothing(
+    live_db, tmp_path, make, pattern
+):
+    """`backup --force` onto a folder or a FIFO/device is refused naming the path, and no
+    `.partial` file is left behind."""
+    _, engine, *_ = live_db
+    target = tmp_path / "target"
+    make(target)
+    with pytest.raises(InvalidValueError, match=f"{target}.*{pattern}"):
+        backup_sqlite(engine, target, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "target"]
+
+
+def test_backup_force_refuses_a_device_node(live_db):
+    """`backup --force /dev/null` is refused: a device is not a backup file."""
+    _, engine, *_ = live_db
+    with pytest.raises(InvalidValueError, match="/dev/null.*not a regular file"):
+        backup_sqlite(engine, "/dev/null", overwrite=True)
+
+
+def test_backup_refuses_a_symlink_to_the_database(live_db, tmp_path):
+    """A link that leads to the live database is refused like the database itself."""
+    data, engine, *_ = live_db
+    link = tmp_path / "innocent.sqlite3"
+    link.symlink_to(data / "arena.sqlite3")
+    with pytest.raises(InvalidValueError, match="part of the live database"):
+        backup_sqlite(engine, link, overwrite=True)
 
 
 def test_backup_of_postgresql_points_to_pg_dump():
@@ -97,27 +149,32 @@ def test_backup_of_postgresql_points_to_pg_dump():
         backup_sqlite("postgresql://u:secret@localhost/arena", "x.sqlite3")
 
 
-def test_cli_backup_and_export_votes_agree(live_db, tmp_path, cli):
-    """`python -m db backup` + `export-votes` on the copy give the live database's votes."""
+def test_cli_backup_then_export_gives_the_live_votes(live_db, tmp_path, cli):
+    """`python -m db backup` + `python -m evaluation export` on the copy give the live
+    database's votes."""
+    from evaluation.__main__ import main as evaluation_main
+
     data, engine, *_ = live_db
     code, _, err = cli(data, "backup", str(tmp_path / "copy.sqlite3"))
     assert code == 0, err
-    restored = tmp_path / "restored"
-    restored.mkdir()
-    (tmp_path / "copy.sqlite3").rename(restored / "arena.sqlite3")
-    code, _, err = cli(restored, "export-votes", "--study", "s1", "--out", str(tmp_path / "v.csv"))
-    assert code == 0, err
-    csv = pd.read_csv(tmp_path / "v.csv")
+    copy = f"sqlite:///{tmp_path / 'copy.sqlite3'}"
+    out = tmp_path / "v.csv"
+    args = ["export", "--study", "s1", "--format", "csv", "--out", str(out)]
+    assert evaluation_main([*args, "--database-url", copy]) == 0
+    csv = pd.read_csv(out)
     with Session(engine) as s:
         frame = live_votes_frame(s)
     assert list(csv.columns) == list(VOTE_COLUMNS)
     assert csv["choice"].tolist() == frame["choice"].tolist()
     assert csv["left_variant"].tolist() == frame["left_variant"].tolist()
-    code, out, _ = cli(restored, "export-votes")
-    assert code == 0 and out.splitlines()[0] == ",".join(VOTE_COLUMNS)
-    assert len(out.splitlines()) == len(frame) + 1
-    code, _, err = cli(restored, "export-votes", "--study", "nope")
-    assert code == 2 and "no study named 'nope'" in err
+
+
+def test_db_export_votes_points_to_the_one_export_command(live_db, cli):
+    """`python -m db export-votes` writes nothing and names `python -m evaluation export`."""
+    data, *_ = live_db
+    code, out, err = cli(data, "export-votes", "--study", "s1", "--out", "x.csv")
+    assert code == 2 and out == ""
+    assert "python -m evaluation export --study NAME" in err
 
 
 def test_cli_create_admin_prints_a_working_login_link(tmp_path, cli):
@@ -149,3 +206,22 @@ def test_cli_bootstrap_prints_an_admin_link_once_on_a_fresh_install(tmp_path, cl
     engine.dispose()
     code, out, _ = cli(tmp_path, "bootstrap")
     assert code == 0 and "?token=" not in out and "create-admin" in out
+
+
+def test_cli_backup_force_onto_a_companion_or_folder_exits_2_naming_the_fix(live_db, cli):
+    """`python -m db backup --force` onto the -wal file or a folder exits 2 with one line naming
+    the path and the fix; nothing is written."""
+    data, *_ = live_db
+    wal = data / "arena.sqlite3-wal"
+    code, out, err = cli(data, "backup", str(wal), "--force")
+    assert code == 2 and out == ""
+    assert err.strip() == (
+        f"error: backup path {wal}: this is {wal}, part of the live database; writing over it "
+        "would destroy the votes. Choose another file name"
+    )
+    code, _, err = cli(data, "backup", str(data), "--force")
+    assert code == 2 and err.strip() == (
+        f"error: backup path {data}: is a folder; give a file name inside it, e.g. "
+        f"{data / 'arena-backup.sqlite3'}"
+    )
+    assert not list(data.parent.glob("*.partial")) and not list(data.glob("*.partial"))

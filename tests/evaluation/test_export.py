@@ -141,3 +141,43 @@ def test_database_export_and_tally_agree_on_the_interchange_columns():
     from db.queries import VOTE_COLUMNS as DB_COLUMNS
 
     assert DB_COLUMNS == VOTE_COLUMNS
+
+
+FORMULAS = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd", "'=kept"]
+
+
+def test_csv_neutralises_cells_a_spreadsheet_would_run(votes, tmp_path):
+    """Cells starting with = + - @ tab or CR get a leading ' in the CSV, so a spreadsheet
+    shows them as text; the tally reader gives back the original values."""
+    votes = votes.assign(prompt=FORMULAS[:4], annotator=FORMULAS[4:] + ["ann"], a_setting="-1")
+    path = write_votes_csv(votes, tmp_path / "votes.csv")
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert raw["prompt"].tolist() == ["'" + cell for cell in FORMULAS[:4]]
+    assert raw["annotator"].tolist() == ["'\tcmd", "'\rcmd", "''=kept", "ann"]
+    assert raw["a_setting"].tolist() == ["'-1"] * 4
+    back = read_votes(path)
+    assert back["prompt"].astype(str).tolist() == FORMULAS[:4]
+    assert back["annotator"].astype(str).tolist() == FORMULAS[4:] + ["ann"]
+    assert back["a_setting"].astype(str).tolist() == ["-1"] * 4
+    assert tally_votes(back).to_dict() == tally_votes(votes).to_dict()
+
+
+def test_raw_csv_keeps_formula_cells_unchanged(votes, tmp_path):
+    """`raw=True` (the export command's --raw-csv) writes the cells exactly as stored."""
+    votes = votes.assign(prompt=FORMULAS[:4])
+    path = write_votes_csv(votes, tmp_path / "votes.csv", raw=True)
+    assert pd.read_csv(path, dtype=str)["prompt"].tolist() == FORMULAS[:4]
+    assert read_votes(path)["prompt"].astype(str).tolist() == FORMULAS[:4]
+
+
+def test_writers_never_replace_an_existing_file_unless_asked(votes, tmp_path):
+    """A vote file is written as a new file: an existing one is kept (FileExistsError naming
+    it) unless overwrite=True; no temporary file is left either way."""
+    path = tmp_path / "votes.csv"
+    path.write_text("precious")
+    with pytest.raises(FileExistsError, match=f"{path}.*already exists.*--force"):
+        write_votes_csv(votes, path)
+    assert path.read_text() == "precious"
+    write_votes_csv(votes, path, overwrite=True)
+    assert len(read_votes(path)) == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["votes.csv"]

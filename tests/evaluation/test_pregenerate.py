@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from db.engine import make_engine, session_factory, upgrade
 from db.models import Checkpoint, GenerationJob, Image, Study, Variant
+from evaluation.checkpoints import weights_sha256
 from evaluation.jobs import worker_running
 from evaluation.plan import StudySpec, create_study
 from evaluation.pregenerate import (
@@ -80,7 +81,7 @@ def build_arena(url, data_dir, checkpoints, tiny_sd_dir):
                     variant=Variant(name=name, kind="vt", hyperparameters={"vicinity": vicinity}),
                     label="epoch-1",
                     path=target.relative_to(data_dir).as_posix(),
-                    sha256="0" * 64,
+                    sha256=weights_sha256(target),  # checked before generation uses it
                 )
             )
         s.flush()

@@ -276,13 +276,13 @@ def test_legacy_bin_with_pickled_code_is_refused_and_never_run(tmp_path):
     assert not marker.exists()
 
 
-# -- uploads and registered folders (arena_ui.checkpoints) -------------------------------------
+# -- uploads and registered folders (evaluation.checkpoints) -----------------------------------
 
 
 def test_upload_above_size_cap_is_refused_and_nothing_stored(data_dir, monkeypatch):
     """An upload over ARENA_MAX_UPLOAD_MB: refused with its size, the cap and two fixes; no
     file written under the data dir."""
-    from arena_ui.checkpoints import CheckpointRejected, save_upload
+    from evaluation.checkpoints import CheckpointRejected, save_upload
 
     monkeypatch.setenv("ARENA_MAX_UPLOAD_MB", "1")
     with pytest.raises(CheckpointRejected) as info:
@@ -297,7 +297,7 @@ def test_upload_above_size_cap_is_refused_and_nothing_stored(data_dir, monkeypat
 
 def test_upload_that_is_not_safetensors_is_refused(data_dir):
     """An uploaded .bin (pickle) is refused by name with the safe alternative; nothing stored."""
-    from arena_ui.checkpoints import CheckpointRejected, save_upload
+    from evaluation.checkpoints import CheckpointRejected, save_upload
 
     with pytest.raises(CheckpointRejected) as info:
         save_upload("pytorch_model.bin", b"\x80\x04", b"{}")
@@ -312,7 +312,7 @@ def test_upload_that_is_not_safetensors_is_refused(data_dir):
 def test_upload_file_name_with_a_path_is_stored_under_a_generated_name(data_dir, vt_folder):
     """An upload named '../../escape.safetensors' lands in data/checkpoints/upload-<hex>/,
     never at the path in its name."""
-    from arena_ui.checkpoints import save_upload
+    from evaluation.checkpoints import save_upload
 
     weights = (vt_folder / "model.safetensors").read_bytes()
     folder = save_upload("../../escape.safetensors", weights, b"{}")
@@ -326,7 +326,7 @@ def test_upload_file_name_with_a_path_is_stored_under_a_generated_name(data_dir,
 def test_upload_with_a_config_that_is_not_json_is_refused(data_dir, vt_folder):
     """An uploaded config.json that is not JSON: refused with the parser's reason; nothing
     stored."""
-    from arena_ui.checkpoints import CheckpointRejected, save_upload
+    from evaluation.checkpoints import CheckpointRejected, save_upload
 
     weights = (vt_folder / "model.safetensors").read_bytes()
     with pytest.raises(CheckpointRejected) as info:
@@ -342,7 +342,7 @@ def test_upload_with_a_config_that_is_not_json_is_refused(data_dir, vt_folder):
 def test_registered_path_with_dotdot_is_refused(data_dir, vt_folder):
     """'../vt-final/epoch-1' (outside the data dir): refused naming where it resolves, the
     allowed roots and the fix."""
-    from arena_ui.checkpoints import CheckpointRejected, resolve_server_folder
+    from evaluation.checkpoints import CheckpointRejected, resolve_server_folder
 
     text = "../vt-final/epoch-1"
     with pytest.raises(CheckpointRejected) as info:
@@ -356,7 +356,7 @@ def test_registered_path_with_dotdot_is_refused(data_dir, vt_folder):
 
 def test_registered_absolute_path_elsewhere_is_refused(data_dir):
     """An absolute path such as /etc: refused the same way."""
-    from arena_ui.checkpoints import CheckpointRejected, resolve_server_folder
+    from evaluation.checkpoints import CheckpointRejected, resolve_server_folder
 
     with pytest.raises(CheckpointRejected) as info:
         resolve_server_folder("/etc")
@@ -370,7 +370,7 @@ def test_registered_absolute_path_elsewhere_is_refused(data_dir):
 def test_registered_folder_holding_a_symlink_out_is_refused(data_dir, vt_folder):
     """A folder inside the data dir whose weights are a symlink to a file outside: refused
     naming the link, its target and the fix."""
-    from arena_ui.checkpoints import CheckpointRejected, resolve_server_folder
+    from evaluation.checkpoints import CheckpointRejected, resolve_server_folder
 
     folder = data_dir / "sneaky"
     folder.mkdir()
@@ -389,7 +389,7 @@ def test_registered_folder_holding_a_symlink_out_is_refused(data_dir, vt_folder)
 
 def test_registered_symlinked_folder_leading_out_is_refused(data_dir, vt_folder):
     """A symlink in the data dir pointing at a folder outside: refused like '..'."""
-    from arena_ui.checkpoints import CheckpointRejected, resolve_server_folder
+    from evaluation.checkpoints import CheckpointRejected, resolve_server_folder
 
     (data_dir / "shortcut").symlink_to(vt_folder, target_is_directory=True)
 
@@ -405,7 +405,7 @@ def test_registered_symlinked_folder_leading_out_is_refused(data_dir, vt_folder)
 
 def test_registered_path_with_control_characters_is_refused(data_dir):
     """A path with a newline or escape code: refused before touching the file system."""
-    from arena_ui.checkpoints import CheckpointRejected, resolve_server_folder
+    from evaluation.checkpoints import CheckpointRejected, resolve_server_folder
 
     with pytest.raises(CheckpointRejected) as info:
         resolve_server_folder("ckpt\n/etc")
@@ -413,12 +413,164 @@ def test_registered_path_with_control_characters_is_refused(data_dir):
     assert str(info.value) == "folder path 'ckpt\\n/etc' contains control characters"
 
 
+def test_symlinked_folder_inside_a_registered_folder_leading_out_is_refused(data_dir, tmp_path):
+    """A registered folder holding a symlinked folder (inside the data dir) whose file links
+    out: refused naming that file and its target; an import copies nothing."""
+    from evaluation.checkpoints import CheckpointRejected, import_folder, resolve_server_folder
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.bin").write_text("not yours")
+    (data_dir / "inner").mkdir()
+    link = data_dir / "inner" / "weights.bin"
+    link.symlink_to(outside / "secret.bin")
+    (data_dir / "legacy").mkdir()
+    (data_dir / "legacy" / "config.json").write_text("{}")
+    (data_dir / "legacy" / "sub").symlink_to(data_dir / "inner", target_is_directory=True)
+    expected = (
+        f"{data_dir / 'legacy' / 'sub' / 'weights.bin'} is a symlink to {outside / 'secret.bin'}"
+        f", outside the allowed root {data_dir}; copy the real file into the folder instead"
+    )
+
+    for accept in (resolve_server_folder, import_folder):
+        with pytest.raises(CheckpointRejected) as info:
+            accept("legacy")
+        assert str(info.value) == expected
+    assert not (data_dir / "checkpoints").exists()
+
+
+def test_registered_folder_whose_weights_were_swapped_is_refused_before_use(
+    sessions, vt_folder, data_dir, clip
+):
+    """Weights replaced after registration: `verify_checkpoint` (run before generation) refuses
+    the folder naming it, both sha256 prefixes and the fix."""
+    from deprojector.checkpoint import inspect_checkpoint, save_checkpoint
+    from deprojector.model import VTDeprojector, vt_config
+    from evaluation.checkpoints import CheckpointChanged, register, verify_checkpoint
+
+    folder = data_dir / "models" / "mine"
+    shutil.copytree(vt_folder, folder)
+    with sessions.begin() as s:
+        row = register(s, "mine", "epoch-1", folder, inspect_checkpoint(folder), data_dir=data_dir)
+        path, recorded = row.path, row.sha256
+    assert verify_checkpoint(path, recorded, data_dir) == folder
+
+    other = VTDeprojector.from_clip(
+        clip.text_model, clip.tokenizer, vt_config("vt-final", 32), seed=7
+    )
+    save_checkpoint(other, folder, {"seed": 7})  # same shapes, other weights
+    found = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    with pytest.raises(CheckpointChanged) as info:
+        verify_checkpoint(path, recorded, data_dir)
+
+    assert str(info.value) == (
+        f"checkpoint folder {folder}: its weights changed since registration (sha256 "
+        f"{found[:16]}..., recorded {recorded[:16]}...); restore the original weights, or "
+        "register the new ones under a new label on the Variants page"
+    )
+
+
+def test_registered_folder_that_gained_a_symlink_out_is_refused_before_use(
+    sessions, vt_folder, data_dir
+):
+    """A registered folder whose weights became a symlink out of the data dir (same bytes) is
+    refused before use, naming the link."""
+    from deprojector.checkpoint import inspect_checkpoint
+    from evaluation.checkpoints import CheckpointRejected, register, verify_checkpoint
+
+    folder = data_dir / "models" / "mine"
+    shutil.copytree(vt_folder, folder)
+    with sessions.begin() as s:
+        row = register(s, "mine", "epoch-1", folder, inspect_checkpoint(folder), data_dir=data_dir)
+        path, recorded = row.path, row.sha256
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors").symlink_to(vt_folder / "model.safetensors")
+
+    with pytest.raises(CheckpointRejected, match="is a symlink to .* outside the allowed root"):
+        verify_checkpoint(path, recorded, data_dir)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "0.5"])
+def test_bad_upload_cap_setting_is_refused_naming_value_and_fix(monkeypatch, value):
+    """ARENA_MAX_UPLOAD_MB that is not a whole number >= 1: one error naming the variable, the
+    value and a valid setting."""
+    from evaluation.checkpoints import UploadCapError, upload_cap_mb
+
+    monkeypatch.setenv("ARENA_MAX_UPLOAD_MB", value)
+    with pytest.raises(UploadCapError) as info:
+        upload_cap_mb()
+
+    assert str(info.value) == (
+        f"ARENA_MAX_UPLOAD_MB={value!r}: expected a whole number of MiB, at least 1; set e.g. "
+        "ARENA_MAX_UPLOAD_MB=512 (or unset it for 512)"
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "0.5"])
+def test_server_launch_with_a_bad_upload_cap_exits_2_with_one_line(value):
+    """`python -m arena_ui.serve` (make run) with a bad ARENA_MAX_UPLOAD_MB exits 2 before
+    starting Streamlit, with one line naming the value and the fix."""
+    import os
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "arena_ui.serve", "--server.headless", "true"],
+        env={**os.environ, "ARENA_MAX_UPLOAD_MB": value},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"error: ARENA_MAX_UPLOAD_MB={value!r}: expected a whole number of MiB, at least 1; set "
+        "e.g. ARENA_MAX_UPLOAD_MB=512 (or unset it for 512)"
+    ]
+
+
+def test_uploaded_config_above_its_cap_is_refused(data_dir, vt_folder):
+    """A 'config.json' over 1 MiB: refused with its size, the cap and the fix; nothing stored."""
+    from evaluation.checkpoints import CheckpointRejected, save_upload
+
+    weights = (vt_folder / "model.safetensors").read_bytes()
+    with pytest.raises(CheckpointRejected) as info:
+        save_upload("model.safetensors", weights, b" " * (3 * 2**19))
+
+    assert str(info.value) == (
+        "the config file is 1.5 MiB, above the 1 MiB a config.json may have; upload the "
+        "config.json saved beside the weights"
+    )
+    assert tree(data_dir) == {}
+
+
+def test_upload_rejected_after_it_was_stored_leaves_nothing(sessions, data_dir, vt_folder):
+    """An upload stored, then refused at registration (its label is taken): the folder the
+    arena made is removed; nothing else in the data dir changes."""
+    from deprojector.checkpoint import inspect_checkpoint
+    from evaluation.checkpoints import (
+        CheckpointRejected,
+        discard_on_failure,
+        register,
+        save_upload,
+    )
+
+    _register(sessions, vt_folder, "vt-final")
+    before = tree(data_dir)
+    weights = (vt_folder / "model.safetensors").read_bytes()
+    folder = save_upload("m.safetensors", weights, (vt_folder / "config.json").read_bytes())
+    with pytest.raises(CheckpointRejected, match="already has a checkpoint labelled"):
+        with discard_on_failure(folder), sessions.begin() as s:
+            register(s, "vt-final", "epoch-1", folder, inspect_checkpoint(folder))
+
+    assert tree(data_dir) == before and not folder.exists()
+
+
 # -- names --------------------------------------------------------------------------------------
 
 
 def _register(sessions, vt_folder, name: str, label: str = "epoch-1", hyper=None):
-    from arena_ui.checkpoints import register
     from deprojector.checkpoint import inspect_checkpoint
+    from evaluation.checkpoints import register
 
     info = inspect_checkpoint(vt_folder)
     with sessions.begin() as s:
@@ -428,7 +580,7 @@ def _register(sessions, vt_folder, name: str, label: str = "epoch-1", hyper=None
 def test_variant_name_taken_by_another_kind_is_refused(sessions, vt_folder, data_dir):
     """Registering a VT checkpoint under the name of a legacy variant: refused naming both kinds
     and the fix; the existing variant keeps its checkpoints."""
-    from arena_ui.checkpoints import CheckpointRejected
+    from evaluation.checkpoints import CheckpointRejected
 
     with sessions.begin() as s:
         s.add(Variant(name="v3", kind="legacy", hyperparameters={"architecture": "legacy"}))
@@ -444,7 +596,7 @@ def test_variant_name_taken_by_another_kind_is_refused(sessions, vt_folder, data
 
 def test_checkpoint_label_collision_is_refused(sessions, vt_folder, data_dir):
     """A second 'epoch-1' for the same variant: refused; the first one is kept unchanged."""
-    from arena_ui.checkpoints import CheckpointRejected
+    from evaluation.checkpoints import CheckpointRejected
 
     _register(sessions, vt_folder, "vt-final")
     with pytest.raises(CheckpointRejected) as info:
@@ -461,7 +613,7 @@ def test_variant_name_collision_with_other_hyperparameters_is_refused(
 ):
     """A checkpoint whose hyperparameters differ from the existing variant of that name is
     refused naming both sets (it would silently mix two designs under one name)."""
-    from arena_ui.checkpoints import CheckpointRejected
+    from evaluation.checkpoints import CheckpointRejected
 
     _register(sessions, vt_folder, "vt-final", "epoch-1")
     with pytest.raises(CheckpointRejected) as info:
@@ -477,7 +629,7 @@ def test_variant_name_collision_with_other_hyperparameters_is_refused(
 
 def test_variant_named_reference_is_refused(sessions, vt_folder, data_dir):
     """'reference' is the built-in no-deprojector variant: refused with the reason."""
-    from arena_ui.checkpoints import CheckpointRejected
+    from evaluation.checkpoints import CheckpointRejected
 
     with pytest.raises(CheckpointRejected) as info:
         _register(sessions, vt_folder, "reference")
@@ -490,7 +642,7 @@ def test_variant_named_reference_is_refused(sessions, vt_folder, data_dir):
 
 def test_variant_name_with_control_characters_is_refused(sessions, vt_folder, data_dir):
     """A variant name with a terminal escape: refused naming the value and the allowed form."""
-    from arena_ui.checkpoints import CheckpointRejected
+    from evaluation.checkpoints import CheckpointRejected
 
     with pytest.raises(CheckpointRejected) as info:
         _register(sessions, vt_folder, "vt\x1b[31mred")
@@ -832,6 +984,40 @@ def test_generation_with_a_missing_checkpoint_folder_renders_nothing(
     assert str(info.value) == (
         f"cannot pre-generate; nothing was rendered:\n  - checkpoint folder {gone} does not "
         "exist\nRe-register or restore these checkpoints, then run again."
+    )
+    with session_factory(engine).begin() as s:
+        assert set(s.scalars(select(GenerationJob.status))) == {"pending"}
+    engine.dispose()
+    assert not (arena.data_dir / "images").exists()
+
+
+def test_generation_with_swapped_checkpoint_weights_renders_nothing(
+    tmp_path, tiny_clip_dir, tiny_sd_dir
+):
+    """A registered checkpoint whose weights were replaced after registration (same shapes,
+    other values): GenerationError naming the folder, both sha256 prefixes and the fix before
+    any image is rendered; every job stays pending."""
+    from evaluation.pregenerate import GenerationError, GenerationOptions, run_generation
+    from tests.reliability.tiny_arena import build_tiny_arena
+
+    arena = build_tiny_arena(tmp_path / "data", tiny_clip_dir, tiny_sd_dir, seeds=(0,))
+    swapped = arena.data_dir / "checkpoints" / "vt-b" / "epoch-1"
+    recorded = hashlib.sha256((swapped / "model.safetensors").read_bytes()).hexdigest()
+    weights = load_file(swapped / "model.safetensors")
+    save_file({name: value + 0.5 for name, value in weights.items()}, swapped / "model.safetensors")
+    found = hashlib.sha256((swapped / "model.safetensors").read_bytes()).hexdigest()
+    engine = make_engine(arena.url)
+
+    with pytest.raises(GenerationError) as info:
+        run_generation(
+            engine, arena.study, GenerationOptions(data_dir=arena.data_dir, device="cpu")
+        )
+
+    assert str(info.value) == (
+        f"cannot pre-generate; nothing was rendered:\n  - checkpoint folder {swapped}: its "
+        f"weights changed since registration (sha256 {found[:16]}..., recorded "
+        f"{recorded[:16]}...); restore the original weights, or register the new ones under a "
+        "new label on the Variants page\nRe-register or restore these checkpoints, then run again."
     )
     with session_factory(engine).begin() as s:
         assert set(s.scalars(select(GenerationJob.status))) == {"pending"}
