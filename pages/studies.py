@@ -31,11 +31,11 @@ st.title("Studies")
 if notice := st.session_state.pop("studies_notice", None):
     st.success(notice)
 
-ACTIONS = {  # button label -> the status it moves the study to
-    "Close voting": "closed",
-    "Reopen": "open",
-    "Archive": "archived",
-    "Unarchive": "closed",
+ACTIONS = {  # button key -> (label, from which statuses, the status it moves the study to)
+    "close": ("Close voting", ("draft", "generating", "open"), "closed"),
+    "reopen": ("Reopen", ("closed",), "open"),
+    "archive": ("Archive", ("draft", "closed"), "archived"),
+    "unarchive": ("Unarchive", ("archived",), "closed"),
 }
 
 
@@ -80,8 +80,11 @@ def study_panel(study_id: int, shown_status: str) -> None:
         buttons.append(("Restart generation" if stalled else "Start / resume generation", "gen"))
     if counts.failed and pid is None:
         buttons.append(("Retry failed images", "retry"))
-    allowed = STUDY_TRANSITIONS[study.status]
-    buttons += [(label, label) for label, to in ACTIONS.items() if to in allowed]
+    buttons += [
+        (label, key)
+        for key, (label, sources, to) in ACTIONS.items()
+        if study.status in sources and to in STUDY_TRANSITIONS[study.status]
+    ]
     for column, (label, action) in zip(st.columns(max(len(buttons), 1)), buttons, strict=False):
         if not column.button(label, key=f"{action}_{study_id}", disabled=busy and action == "gen"):
             continue
@@ -93,7 +96,7 @@ def study_panel(study_id: int, shown_status: str) -> None:
             st.session_state["studies_notice"] = f"Generation of {study.name} started; log: {log}"
         else:
             with transaction() as s:
-                changed = change_study_status(s, study_id, ACTIONS[label])
+                changed = change_study_status(s, study_id, ACTIONS[action][2])
             st.session_state["studies_notice"] = f"{study.name} is now {changed.status}."
         st.rerun()
 
