@@ -25,6 +25,7 @@ from evaluation.imports import IMPORTED
 LOCK_FILE = "generation.lock"  # SQLite: held (flock) by the one running worker
 STALE_AFTER = timedelta(hours=1)  # PostgreSQL: a 'running' claim older than this is reclaimed
 # (one claim is one batch; a batch of real SD images on a slow CPU can take many minutes)
+LIVE_STATUSES = ("draft", "generating", "open")  # the worker leaves closed/archived studies be
 OPEN_JOBS = ("pending", "running", "failed")  # a study is complete when none of these is left
 
 
@@ -281,7 +282,8 @@ def release_claims(session: Session, study_id: int, worker_id: str) -> None:
         .values(status="pending", claimed_by=None, claimed_at=None)
         .execution_options(synchronize_session=False)
     )
-    session.get(Study, study_id).status = "draft"
+    if (study := session.get(Study, study_id)).status in LIVE_STATUSES:
+        study.status = "draft"
 
 
 def settle_study_status(session: Session, study_id: int) -> int:
@@ -290,5 +292,6 @@ def settle_study_status(session: Session, study_id: int) -> int:
     remaining = count_jobs(session, study_id, *OPEN_JOBS)
     running = count_jobs(session, study_id, "running")  # other workers still at it
     study = session.get(Study, study_id)
-    study.status = "open" if remaining == 0 else "generating" if running else "draft"
+    if study.status in LIVE_STATUSES:  # an admin's close or archive stands
+        study.status = "open" if remaining == 0 else "generating" if running else "draft"
     return remaining
