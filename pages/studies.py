@@ -43,18 +43,29 @@ def minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
-def study_panel(study_id: int, shown_status: str) -> None:
+def shown_state(status: str, images_to_render: int, busy: bool) -> str:
+    """The study's status as the page shows it: 'stalled' for a generating study whose worker
+    is gone."""
+    return "stalled" if worker.is_stalled(status, images_to_render, busy) else status
+
+
+def workers_busy(study_id: int) -> tuple[int | None, bool]:
+    """(the study's worker pid or None, whether any worker runs)."""
+    pid = worker.worker_pid(data_dir(), study_id)
+    return pid, pid is not None or worker.lock_held(data_dir())
+
+
+def study_panel(study_id: int, shown: str) -> None:
     """Progress, time left, worker controls and life-cycle buttons of one study."""
     with transaction(readonly=True) as s:
         study = get_study(s, study_id)
         counts = job_counts(s, study_id)
         errors = failed_images(s, study_id)
         rate = seconds_per_image(s, study_id)
-    if study.status != shown_status:
-        st.rerun()  # the worker moved it (e.g. generating -> open): redraw the whole page
-    pid = worker.worker_pid(data_dir(), study_id)
-    busy = pid is not None or worker.lock_held(data_dir())
+    pid, busy = workers_busy(study_id)
     stalled = worker.is_stalled(study.status, counts.to_render, busy)
+    if shown_state(study.status, counts.to_render, busy) != shown:
+        st.rerun()  # the worker moved it (e.g. generating -> open, or died): redraw the page
 
     # 1. Where generation stands
     text = f"{counts.done} of {counts.total} images rendered · {counts.failed} failed"
@@ -85,8 +96,9 @@ def study_panel(study_id: int, shown_status: str) -> None:
         for key, (label, sources, to) in ACTIONS.items()
         if study.status in sources and to in STUDY_TRANSITIONS[study.status]
     ]
-    for column, (label, action) in zip(st.columns(max(len(buttons), 1)), buttons, strict=False):
-        if not column.button(label, key=f"{action}_{study_id}", disabled=busy and action == "gen"):
+    row = st.container(horizontal=True)  # wraps on a phone
+    for label, action in buttons:
+        if not row.button(label, key=f"{action}_{study_id}", disabled=busy and action == "gen"):
             continue
         if action == "stop":
             worker.stop_worker(data_dir(), study_id)
@@ -143,12 +155,15 @@ live_panel = st.fragment(run_every=2)(study_panel)  # polls while a worker may b
 with transaction(readonly=True) as s:
     studies = list_studies(s)
 for study in reversed(studies):  # newest first
-    with st.expander(
-        f"**{study.name}** · {study.status}", expanded=study.status in ("draft", "generating")
-    ):
+    state = study.status
+    if state == "generating":
+        with transaction(readonly=True) as s:
+            to_render = job_counts(s, study.id).to_render
+        state = shown_state(state, to_render, workers_busy(study.id)[1])
+    with st.expander(f"**{study.name}** · {state}", expanded=state in ("draft", "generating", "stalled")):
         try:
             panel = live_panel if study.status in ("draft", "generating") else study_panel
-            panel(study.id, study.status)
+            panel(study.id, state)
             voting_settings(study)
         except (DbError, StudyError) as error:
             st.error(str(error))
@@ -193,6 +208,7 @@ if st.button("Create study and start generation", type="primary", key="new_creat
     except (DbError, StudyError) as error:
         st.error(str(error))
         st.stop()
+    del st.session_state["new_name"]  # the form is ready for the next study
     if status == "draft":
         log = worker.start_worker(data_dir(), study_id, spec.name)
         notice = f"Study {spec.name} created; generation started (log: {log})."
