@@ -160,7 +160,9 @@ for study in reversed(studies):  # newest first
         with transaction(readonly=True) as s:
             to_render = job_counts(s, study.id).to_render
         state = shown_state(state, to_render, workers_busy(study.id)[1])
-    with st.expander(f"**{study.name}** · {state}", expanded=state in ("draft", "generating", "stalled")):
+    with st.expander(
+        f"**{study.name}** · {state}", expanded=state in ("draft", "generating", "stalled")
+    ):
         try:
             panel = live_panel if study.status in ("draft", "generating") else study_panel
             panel(study.id, state)
