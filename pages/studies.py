@@ -101,8 +101,12 @@ def study_panel(study_id: int, shown: str) -> None:
         if not row.button(label, key=f"{action}_{study_id}", disabled=busy and action == "gen"):
             continue
         if action == "stop":
-            worker.stop_worker(data_dir(), study_id)
-            st.session_state["studies_notice"] = f"Asked the worker of {study.name} to stop."
+            stopping = worker.stop_worker(data_dir(), study_id)
+            st.session_state["studies_notice"] = (
+                f"Asked the worker of {study.name} to stop; it gives its images in progress back."
+                if stopping
+                else f"The worker of {study.name} had already stopped."
+            )
         elif action in ("gen", "retry"):
             log = worker.start_worker(data_dir(), study_id, study.name, action == "retry")
             st.session_state["studies_notice"] = f"Generation of {study.name} started; log: {log}"
