@@ -123,6 +123,12 @@ def build_spec(
     )
 
 
+def study_file_name(name: str) -> str:
+    """A safe file name for the study's file: `<name>.toml` with anything but letters, digits,
+    '.', '-' and '_' replaced by '_'."""
+    return re.sub(r"[^\w.-]+", "_", name).strip("._") + ".toml"
+
+
 def comparisons_frame(summary: PlanSummary) -> pd.DataFrame:
     return pd.DataFrame(
         [

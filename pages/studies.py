@@ -26,13 +26,18 @@ from evaluation import worker
 from evaluation.plan import create_study, plan_summary
 from evaluation.study import StudyError
 
+try:
+    from evaluation.study_file import dump_study
+except ImportError:  # GUARD: evaluation.study_file (the imports engineer's) is not on main yet
+    dump_study = None
+
 require_admin()
 st.title("Studies")
 if notice := st.session_state.pop("studies_notice", None):
     st.success(notice)
 
 ACTIONS = {  # button key -> (label, from which statuses, the status it moves the study to)
-    "close": ("Close voting", ("draft", "generating", "open"), "closed"),
+    "close": ("Close study", ("draft", "generating", "open"), "closed"),
     "reopen": ("Reopen", ("closed",), "open"),
     "archive": ("Archive", ("draft", "closed"), "archived"),
     "unarchive": ("Unarchive", ("archived",), "closed"),
@@ -82,6 +87,11 @@ def study_panel(study_id: int, shown: str) -> None:
         st.caption(f"Worker running (pid {pid}).")
     elif busy:
         st.caption("Another study's worker is running; one worker runs at a time.")
+    elif study.status == "draft" and counts.to_render:
+        st.caption(
+            f"Not generating: start generation to render the {counts.to_render} images left; "
+            "voting opens when every image exists."
+        )
 
     # 2. Buttons: worker first, then the life cycle
     buttons = []
@@ -126,7 +136,8 @@ def study_panel(study_id: int, shown: str) -> None:
 
 
 def voting_settings(study) -> None:
-    """The study's allocation options and reason tags, editable after creation."""
+    """The study's allocation options and reason tags, editable after creation; and its
+    definition as a file."""
     current = study_form.VotingSettings(
         stop_when_settled=study.stop_when_settled,
         vote_cap=study.vote_cap,
@@ -134,24 +145,37 @@ def voting_settings(study) -> None:
         delta=study.delta,
         reason_tags=tuple(study.reason_tags or ()),
     )
-    with st.popover("Voting settings"):
+    row = st.container(horizontal=True)
+    with row.popover("Voting settings"):
         try:
             chosen = study_form.voting_inputs(f"edit_{study.id}", current)
         except StudyError as error:
             st.error(str(error))
-            return
+            chosen = None
         visible = st.toggle(
             "Voters may see results",
             value=study.results_visible_to_voters,
             key=f"visible_{study.id}",
         )
         unchanged = (chosen, visible) == (current, study.results_visible_to_voters)
-        if st.button("Save", key=f"save_{study.id}", disabled=unchanged):
+        if st.button("Save", key=f"save_{study.id}", disabled=chosen is None or unchanged):
             with transaction() as s:
                 update_study_settings(s, study.id, **asdict(chosen))
                 get_study(s, study.id).results_visible_to_voters = visible
             st.session_state["studies_notice"] = f"Voting settings of {study.name} saved."
             st.rerun()
+    if dump_study is not None:
+        with transaction(readonly=True) as s:
+            text = dump_study(s, study.name)
+        row.download_button(
+            "Download as file",
+            text,
+            file_name=study_form.study_file_name(study.name),
+            mime="application/toml",
+            key=f"download_{study.id}",
+            help="The study's definition as a TOML file; `python -m evaluation study apply "
+            "FILE` re-creates it",
+        )
 
 
 live_panel = st.fragment(run_every=2)(study_panel)  # polls while a worker may be at work

@@ -46,7 +46,7 @@ def button_labels(at: AppTest) -> list[str]:
 
 
 def test_admin_closes_reopens_and_archives_a_study(tiny, db):
-    """Close voting, Reopen, Close, Archive, Unarchive: each click stores the status and the
+    """Close study, Reopen, Close, Archive, Unarchive: each click stores the status and the
     page offers the next moves."""
     at = open_page(tiny.admin_token)
     for action, status in [
