@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import pandas as pd
 import streamlit as st
 
 from deprojector.prompts import ARTICLE_PROMPTS, prompt_kind, prompt_parts
 from deprojector.settings import SCHEDULERS
-from evaluation.plan import PlanSummary, StudySpec
+from evaluation.plan import MAX_REASON_TAGS, PlanSummary, StudySpec
 from evaluation.study import StudyError
 
-MAX_REASON_TAGS = 6  # decision-rules.md: up to 6 admin-defined reason tags per study
-MAX_TAG_LENGTH = 32
+MAX_TAG_LENGTH = 32  # evaluation.plan's limit too
 
 
 @dataclass(frozen=True)
@@ -106,6 +105,7 @@ def build_spec(
     compare_with_reference: bool = False,
     qc_rate: float = 0.0,
     results_visible: bool = False,
+    voting: VotingSettings = VotingSettings(),  # noqa: B008 - frozen, never mutated
 ) -> StudySpec:
     if not base:
         raise StudyError("base: choose the candidate variant (side A of every set)")
@@ -120,6 +120,7 @@ def build_spec(
         reference_comparisons=(base,) if compare_with_reference else (),
         qc_rate=float(qc_rate),
         results_visible_to_voters=results_visible,
+        **asdict(voting),
     )
 
 
@@ -195,9 +196,8 @@ def voting_inputs(key: str, current: VotingSettings, thresholds: bool = True) ->
     )
 
 
-def new_study_form(variants: list[str], labels: list[str]) -> tuple[StudySpec, VotingSettings]:
-    """The new-study widgets (keys `new_*`); returns the spec and its voting settings (stored
-    with `db.queries.update_study_settings` once the study exists), or raises StudyError."""
+def new_study_form(variants: list[str], labels: list[str]) -> StudySpec:
+    """The new-study widgets (keys `new_*`); returns the spec or raises StudyError."""
     labels = sorted(labels, key=natural_key)
     name = st.text_input("Name", key="new_name")
     chosen = st.multiselect("Variants", variants, key="new_variants")
@@ -237,7 +237,7 @@ def new_study_form(variants: list[str], labels: list[str]) -> tuple[StudySpec, V
     qc_rate = st.slider("Quality-control repeats (share of items)", 0.0, 0.5, 0.0, key="new_qc")
     results_visible = st.checkbox("Voters may see results", key="new_visible")
     voting = voting_inputs("new", VotingSettings())
-    spec = build_spec(
+    return build_spec(
         name,
         chosen,
         base,
@@ -248,5 +248,5 @@ def new_study_form(variants: list[str], labels: list[str]) -> tuple[StudySpec, V
         with_reference,
         qc_rate,
         results_visible,
+        voting,
     )
-    return spec, voting

@@ -25,11 +25,7 @@ from db.queries import (
 from evaluation import worker
 from evaluation.plan import create_study, plan_summary
 from evaluation.study import StudyError
-
-try:
-    from evaluation.study_file import dump_study
-except ImportError:  # GUARD: evaluation.study_file (the imports engineer's) is not on main yet
-    dump_study = None
+from evaluation.study_file import dump_study
 
 require_admin()
 st.title("Studies")
@@ -164,18 +160,17 @@ def voting_settings(study) -> None:
                 get_study(s, study.id).results_visible_to_voters = visible
             st.session_state["studies_notice"] = f"Voting settings of {study.name} saved."
             st.rerun()
-    if dump_study is not None:
-        with transaction(readonly=True) as s:
-            text = dump_study(s, study.name)
-        row.download_button(
-            "Download as file",
-            text,
-            file_name=study_form.study_file_name(study.name),
-            mime="application/toml",
-            key=f"download_{study.id}",
-            help="The study's definition as a TOML file; `python -m evaluation study apply "
-            "FILE` re-creates it",
-        )
+    with transaction(readonly=True) as s:
+        text = dump_study(s, study.name)
+    row.download_button(
+        "Download as file",
+        text,
+        file_name=study_form.study_file_name(study.name),
+        mime="application/toml",
+        key=f"download_{study.id}",
+        help="The study's definition as a TOML file; `python -m evaluation study apply "
+        "FILE` re-creates it",
+    )
 
 
 live_panel = st.fragment(run_every=2)(study_panel)  # polls while a worker may be at work
@@ -207,7 +202,7 @@ if not variants:
     )
     st.stop()
 try:
-    spec, voting = study_form.new_study_form(variants, labels)
+    spec = study_form.new_study_form(variants, labels)
     with transaction(readonly=True) as s:
         summary = plan_summary(s, spec)
 except StudyError as error:
@@ -233,7 +228,6 @@ if st.button("Create study and start generation", type="primary", key="new_creat
     try:
         with transaction() as s:
             study = create_study(s, spec)
-            update_study_settings(s, study.id, **asdict(voting))
             study_id, status = study.id, study.status
     except (DbError, StudyError) as error:
         st.error(str(error))

@@ -177,3 +177,11 @@ def test_stop_worker_button_is_offered_only_while_it_runs(tiny, db):
     """An open study with no worker shows no Stop button (nothing to stop)."""
     at = open_page(tiny.admin_token)
     assert f"stop_{tiny.study_id}" not in [b.key for b in at.button]
+
+
+def test_every_study_offers_download_as_file(tiny, db):
+    """Each study has a 'Download as file' button (its content is checked in the browser test,
+    tests/e2e/test_studies_browser.py)."""
+    at = open_page(tiny.admin_token)
+    ids = [b.proto.id for b in at.get("download_button") if b.proto.label == "Download as file"]
+    assert len(ids) == 1 and ids[0].endswith(f"download_{tiny.study_id}")
