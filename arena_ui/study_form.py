@@ -82,18 +82,6 @@ def parse_reason_tags(text: str) -> tuple[str, ...]:
     return tags
 
 
-def check_study_name(name: str) -> str:
-    """The stripped name; StudyError for names the background `generate` command (and shells)
-    would misread: a leading '-' (taken for an option)."""
-    name = name.strip()
-    if name.startswith("-"):
-        raise StudyError(
-            f"name: {name!r} starts with '-', which commands read as an option; start it with "
-            "a letter or digit"
-        )
-    return name
-
-
 def build_spec(
     name: str,
     variants: list[str],
@@ -110,7 +98,7 @@ def build_spec(
     if not base:
         raise StudyError("base: choose the candidate variant (side A of every set)")
     return StudySpec(
-        name=check_study_name(name),
+        name=name.strip(),
         variants=tuple(variants),
         base=base,
         checkpoint_labels=tuple(labels),
