@@ -14,7 +14,7 @@ import streamlit as st
 
 from arena_ui.identity import current_user
 from arena_ui.resources import transaction
-from db.errors import DuplicateVoteError
+from db.errors import DuplicateVoteError, StudyClosedError
 from db.queries import get_pair, record_vote, undo_last_vote
 from evaluation.scheduling import ScheduledPair, next_pair
 
@@ -82,6 +82,8 @@ def cast_vote(study_id: int, pair_id: int, left_side: str, choice: str) -> None:
             )
     except DuplicateVoteError:
         pass  # a double click or a repeated key: the first one counted
+    except StudyClosedError as error:  # closed by an admin while this page was open
+        st.session_state[NOTICE_KEY] = f"Your vote was not recorded: {error}."
     ballot = st.session_state.get(BALLOT_KEY)
     if ballot is not None and ballot[1] is not None and ballot[1].pair_id == pair_id:
         del st.session_state[BALLOT_KEY]

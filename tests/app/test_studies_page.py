@@ -8,11 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 from tiny_study import TIMEOUT
 
-from db.models import GenerationJob, Image, Study, utcnow
+from db.models import GenerationJob, Image, Study, Vote, utcnow
 from evaluation.worker import pid_path
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
@@ -185,3 +185,17 @@ def test_every_study_offers_download_as_file(tiny, db):
     at = open_page(tiny.admin_token)
     ids = [b.proto.id for b in at.get("download_button") if b.proto.label == "Download as file"]
     assert len(ids) == 1 and ids[0].endswith(f"download_{tiny.study_id}")
+
+
+def test_a_vote_on_a_study_closed_meanwhile_is_refused_without_a_traceback(tiny, db):
+    """A voter's page open while the admin closes the study: the click stores nothing (the
+    database refuses it) and the page says no study is open, with no traceback."""
+    vote_page = AppTest.from_file(str(PAGES / "vote.py"), default_timeout=TIMEOUT)
+    vote_page.query_params["token"] = tiny.voter_token
+    vote_page.run()
+    open_page(tiny.admin_token).button(key=f"close_{tiny.study_id}").click().run()
+    vote_page.button(key="vote_left").click().run()
+    assert not vote_page.exception
+    assert any("No study is open for voting" in i.value for i in vote_page.info)
+    db.rollback()
+    assert db.scalar(select(func.count(Vote.id))) == 0
