@@ -138,6 +138,8 @@ def sd_settings(settings: dict[str, Any]) -> SDSettings:
         raise StudyError(
             f"settings: {exc}; expected the fields of deprojector.settings.SDSettings"
         ) from exc
+    except ValueError as exc:  # a field's value: SDSettings names it and the fix
+        raise StudyError(f"settings: {exc}") from exc
 
 
 def _check_text(field: str, text: str) -> None:

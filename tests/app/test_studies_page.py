@@ -199,3 +199,13 @@ def test_a_vote_on_a_study_closed_meanwhile_is_refused_without_a_traceback(tiny,
     assert any("No study is open for voting" in i.value for i in vote_page.info)
     db.rollback()
     assert db.scalar(select(func.count(Vote.id))) == 0
+
+
+def test_a_bad_sd_setting_is_explained_not_a_traceback(tiny, db):
+    """An empty SD model folder is a StudyError the form explains (settings, the field, the
+    fix), not an exception on the page."""
+    at = fill_new_study(open_page(tiny.admin_token), "no-model")
+    at.text_input(key="new_model").input("")
+    at.run()
+    assert not at.exception
+    assert any("settings: model_path is empty" in i.value for i in at.info)
