@@ -41,8 +41,11 @@ def generate_command(study_name: str, retry_failed: bool = False) -> list[str]:
 def start_worker(
     data_dir: Path, study_id: int, study_name: str, retry_failed: bool = False
 ) -> Path:
-    """Launch a detached generation worker for the study; returns its log file."""
+    """Launch a detached generation worker for the study; returns its log file. While the
+    study's worker still runs (a double click) no second one is started."""
     log = log_path(data_dir, study_id)
+    if worker_pid(data_dir, study_id) is not None:
+        return log
     log.parent.mkdir(parents=True, exist_ok=True)
     command = generate_command(study_name, retry_failed)
     with open(log, "a") as handle:

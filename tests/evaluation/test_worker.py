@@ -3,6 +3,8 @@ detached, stopped with SIGTERM (its claims given back), and `generate` refusing 
 data directory."""
 
 import shutil
+import subprocess
+import sys
 import time
 
 import pytest
@@ -140,3 +142,20 @@ def test_a_name_starting_with_a_dash_reaches_generate_as_the_study_name(
     monkeypatch.delenv("DATABASE_URL", raising=False)
     assert main(worker.generate_command("-x")[4:]) == 2
     assert "python -m db upgrade" in capsys.readouterr().err
+
+
+def test_starting_a_study_s_worker_twice_starts_one(tmp_path):
+    """A second start while the study's worker runs (a double click) starts no second worker
+    and keeps the running one's pid."""
+    running = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "evaluation", "generate"]
+    )
+    try:
+        worker.pid_path(tmp_path, 7).parent.mkdir(parents=True)
+        worker.pid_path(tmp_path, 7).write_text(f"{running.pid}\n")
+        worker.start_worker(tmp_path, 7, "s")
+        assert worker.worker_pid(tmp_path, 7) == running.pid
+        assert not worker.log_path(tmp_path, 7).exists()  # nothing was launched
+    finally:
+        running.kill()
+        running.wait()
