@@ -16,10 +16,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, or_, select, union, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import Comparison, GenerationJob, Image, ImagePair, Study
+from db.models import GenerationJob, Image, Study
+from db.queries.generation import study_image_ids  # the one "images a study needs" query
 from evaluation.imports import IMPORTED
 
 LOCK_FILE = "generation.lock"  # SQLite: held (flock) by the one running worker
@@ -116,17 +117,6 @@ def find_study(session: Session, name: str) -> Study:
         known = session.scalars(select(Study.name).order_by(Study.name)).all()
         raise GenerationError(f"--study {name!r}: no such study; existing studies: {known}")
     return study
-
-
-def study_image_ids(study_id: int):
-    """Select of the ids of every image a study's pairs need."""
-    pairs = (
-        select(ImagePair.image_a_id.label("image_id"), ImagePair.image_b_id)
-        .join(Comparison, ImagePair.comparison_id == Comparison.id)
-        .where(Comparison.study_id == study_id)
-        .subquery()
-    )
-    return union(select(pairs.c.image_id), select(pairs.c.image_b_id))
 
 
 def count_images(session: Session, study_id: int) -> int:

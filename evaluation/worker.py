@@ -11,7 +11,6 @@ resumes where a stopped or killed run left off.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import subprocess
@@ -107,23 +106,6 @@ def stop_worker(data_dir: Path, study_id: int) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     return True
-
-
-def lock_held(data_dir: Path) -> bool:
-    """Whether any generation worker holds the SQLite data directory's one-worker lock (also
-    those started from the command line)."""
-    from evaluation.pregenerate import LOCK_FILE
-
-    path = data_dir / LOCK_FILE
-    if not path.exists():
-        return False
-    with open(path) as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
 
 
 def log_tail(data_dir: Path, study_id: int, lines: int = 20) -> str:

@@ -23,6 +23,7 @@ from db.queries import (
     update_study_settings,
 )
 from evaluation import worker
+from evaluation.jobs import worker_running
 from evaluation.plan import create_study, plan_summary
 from evaluation.study import StudyError
 from evaluation.study_file import dump_study
@@ -53,7 +54,7 @@ def shown_state(status: str, images_to_render: int, busy: bool) -> str:
 def workers_busy(study_id: int) -> tuple[int | None, bool]:
     """(the study's worker pid or None, whether any worker runs)."""
     pid = worker.worker_pid(data_dir(), study_id)
-    return pid, pid is not None or worker.lock_held(data_dir())
+    return pid, pid is not None or worker_running(data_dir())
 
 
 def study_panel(study_id: int, shown: str) -> None:
