@@ -19,6 +19,7 @@ from evaluation.plan import MAX_REASON_TAGS, PlanSummary, StudySpec
 from evaluation.study import StudyError
 
 MAX_TAG_LENGTH = 32  # evaluation.plan's limit too
+CLEAR_NAME_KEY = "new_name_clear"  # set after a study is created: the next run empties the name
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,8 @@ def voting_inputs(key: str, current: VotingSettings, thresholds: bool = True) ->
 def new_study_form(variants: list[str], labels: list[str]) -> StudySpec:
     """The new-study widgets (keys `new_*`); returns the spec or raises StudyError."""
     labels = sorted(labels, key=natural_key)
+    if st.session_state.pop(CLEAR_NAME_KEY, False):
+        st.session_state["new_name"] = ""  # before the widget exists, so Streamlit allows it
     name = st.text_input("Name", key="new_name")
     chosen = st.multiselect("Variants", variants, key="new_variants")
     base = st.selectbox(

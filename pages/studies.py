@@ -233,7 +233,7 @@ if st.button("Create study and start generation", type="primary", key="new_creat
     except (DbError, StudyError) as error:
         st.error(str(error))
         st.stop()
-    del st.session_state["new_name"]  # the form is ready for the next study
+    st.session_state[study_form.CLEAR_NAME_KEY] = True  # the form is ready for the next study
     if status == "draft":
         log = worker.start_worker(data_dir(), study_id, spec.name)
         notice = f"Study {spec.name} created; generation started (log: {log})."

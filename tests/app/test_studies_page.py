@@ -141,6 +141,7 @@ def test_new_study_stores_its_allocation_options_and_reason_tags(tiny, db):
     assert (study.stop_when_settled, study.vote_cap) == (False, 40)
     assert study.reason_tags == ["anatomy", "text", "composition"]
     assert (study.alpha, study.delta) == (0.05, 0.1)
+    assert at.text_input(key="new_name").value == ""  # ready for the next study
 
 
 def test_more_than_six_reason_tags_are_refused(tiny, db):
