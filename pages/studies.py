@@ -32,6 +32,7 @@ require_admin()
 st.title("Studies")
 if notice := st.session_state.pop("studies_notice", None):
     st.success(notice)
+    st.toast(notice)  # seen also when the page is scrolled down to the form
 
 ACTIONS = {  # button key -> (label, from which statuses, the status it moves the study to)
     "close": ("Close study", ("draft", "generating", "open"), "closed"),
