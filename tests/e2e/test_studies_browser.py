@@ -45,11 +45,15 @@ def test_admin_closes_and_reopens_a_study_on_a_phone(served, browser):
         page.goto(f"{base}/studies?token={tiny.admin_token}")
         page.get_by_text(f"{tiny.study_name} · open").click()
         page.get_by_role("button", name="Close study").click()
-        page.get_by_text(f"{tiny.study_name} is now closed").wait_for()
+        page.get_by_test_id("stAlertContentSuccess").get_by_text(
+            f"{tiny.study_name} is now closed"
+        ).wait_for()
         assert study_status(tiny) == "closed"
         page.get_by_text(f"{tiny.study_name} · closed").click()
         page.get_by_role("button", name="Reopen").click()
-        page.get_by_text(f"{tiny.study_name} is now open").wait_for()
+        page.get_by_test_id("stAlertContentSuccess").get_by_text(
+            f"{tiny.study_name} is now open"
+        ).wait_for()
         page.wait_for_function(APP_IDLE_JS)
         assert study_status(tiny) == "open"
     finally:
