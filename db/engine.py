@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.errors import DatabaseUnavailableError
+from db.errors import DatabaseUnavailableError, SchemaOutdatedError
 
 DEFAULT_DATA_DIR = "./data"
 DATABASE_FILE = "arena.sqlite3"
@@ -262,3 +262,31 @@ def upgrade(target: Engine | str | URL | None = None, revision: str = "head") ->
                 connection.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
     if not isinstance(target, Engine):
         engine.dispose()
+
+
+def require_current_schema(url: str | URL | None = None) -> None:
+    """Raise SchemaOutdatedError unless the database at `url` (default `database_url()`) exists
+    and is at the newest migration. Creates nothing: a missing SQLite file stays missing.
+
+    For commands that work on an existing arena (`python -m evaluation generate`): without this
+    they would create an empty database and fail with a traceback on the first query.
+    """
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    parsed = normalize_url(url if url is not None else database_url())
+    fix = "run `python -m db upgrade` (with the same ARENA_DATA_DIR / DATABASE_URL) first"
+    where = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not Path(parsed.database).expanduser().is_file():
+            raise SchemaOutdatedError(f"no database at {parsed.database}; {fix}")
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    engine = create_engine(parsed)
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+    if current != head:
+        state = "has no tables" if current is None else f"is at migration {current}"
+        raise SchemaOutdatedError(f"the database {where} {state}, not {head}; {fix}")

@@ -31,3 +31,17 @@ class UnsupportedDatabaseError(DbError):
 
 class DatabaseUnavailableError(DbError):
     """The database cannot be used right now: locked too long by another program, or read-only."""
+
+
+class StudyClosedError(AccessDeniedError):
+    """The study is not taking votes (draft, closed or archived): only open or generating
+    studies accept them."""
+
+
+class StudyStatusError(DbError, ValueError):
+    """A study cannot move from its status to the one asked (e.g. archive an open study)."""
+
+
+class SchemaOutdatedError(DbError):
+    """The database does not exist yet or is not at the newest migration: run `python -m db
+    upgrade`."""

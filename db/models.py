@@ -33,6 +33,7 @@ VARIANT_KINDS = ("reference", "vt", "legacy", "images")  # images: imported file
 PROMPT_KINDS = ("single", "composed")
 # Life cycle: draft -> generating -> open -> closed; archived hides a study from every list.
 STUDY_STATUSES = ("draft", "generating", "open", "closed", "archived")
+VOTABLE_STATUSES = ("open", "generating")  # generating: the pairs whose images exist
 QC_KINDS = ("swapped_repeat", "identical")
 ROLES = ("admin", "voter")
 SIDES = ("a", "b")

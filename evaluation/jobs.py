@@ -16,15 +16,17 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, or_, select, union, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import Comparison, GenerationJob, Image, ImagePair, Study
+from db.models import GenerationJob, Image, Study
+from db.queries.generation import study_image_ids  # the one "images a study needs" query
 from evaluation.imports import IMPORTED
 
 LOCK_FILE = "generation.lock"  # SQLite: held (flock) by the one running worker
 STALE_AFTER = timedelta(hours=1)  # PostgreSQL: a 'running' claim older than this is reclaimed
 # (one claim is one batch; a batch of real SD images on a slow CPU can take many minutes)
+LIVE_STATUSES = ("draft", "generating", "open")  # the worker leaves closed/archived studies be
 OPEN_JOBS = ("pending", "running", "failed")  # a study is complete when none of these is left
 
 
@@ -115,17 +117,6 @@ def find_study(session: Session, name: str) -> Study:
         known = session.scalars(select(Study.name).order_by(Study.name)).all()
         raise GenerationError(f"--study {name!r}: no such study; existing studies: {known}")
     return study
-
-
-def study_image_ids(study_id: int):
-    """Select of the ids of every image a study's pairs need."""
-    pairs = (
-        select(ImagePair.image_a_id.label("image_id"), ImagePair.image_b_id)
-        .join(Comparison, ImagePair.comparison_id == Comparison.id)
-        .where(Comparison.study_id == study_id)
-        .subquery()
-    )
-    return union(select(pairs.c.image_id), select(pairs.c.image_b_id))
 
 
 def count_images(session: Session, study_id: int) -> int:
@@ -281,7 +272,8 @@ def release_claims(session: Session, study_id: int, worker_id: str) -> None:
         .values(status="pending", claimed_by=None, claimed_at=None)
         .execution_options(synchronize_session=False)
     )
-    session.get(Study, study_id).status = "draft"
+    if (study := session.get(Study, study_id)).status in LIVE_STATUSES:
+        study.status = "draft"
 
 
 def settle_study_status(session: Session, study_id: int) -> int:
@@ -290,5 +282,6 @@ def settle_study_status(session: Session, study_id: int) -> int:
     remaining = count_jobs(session, study_id, *OPEN_JOBS)
     running = count_jobs(session, study_id, "running")  # other workers still at it
     study = session.get(Study, study_id)
-    study.status = "open" if remaining == 0 else "generating" if running else "draft"
+    if study.status in LIVE_STATUSES:  # an admin's close or archive stands
+        study.status = "open" if remaining == 0 else "generating" if running else "draft"
     return remaining

@@ -35,7 +35,13 @@ from db.queries import plan as queries
 from deprojector.prompts import prompt_kind, prompt_parts
 from deprojector.settings import SDSettings
 from evaluation.imports import IMAGES_KIND, IMPORTED
-from evaluation.study import REFERENCE, ComparisonSpec, StudyError, derive_comparisons
+from evaluation.study import (
+    REFERENCE,
+    ComparisonSpec,
+    StudyError,
+    check_study_name,
+    derive_comparisons,
+)
 
 QC_KIND = "swapped_repeat"  # the only QC kind planned: the same pair again, sides swapped
 
@@ -132,6 +138,8 @@ def sd_settings(settings: dict[str, Any]) -> SDSettings:
         raise StudyError(
             f"settings: {exc}; expected the fields of deprojector.settings.SDSettings"
         ) from exc
+    except ValueError as exc:  # a field's value: SDSettings names it and the fix
+        raise StudyError(f"settings: {exc}") from exc
 
 
 def _check_text(field: str, text: str) -> None:
@@ -198,6 +206,7 @@ def _resolve(session: Session, spec: StudySpec, existing_ok: bool = False) -> _P
     if not spec.name.strip():
         raise StudyError(f"name: {spec.name!r} is empty; give the study a name")
     _check_text("name", spec.name)
+    check_study_name(spec.name)
     if not existing_ok and queries.study_named(session, spec.name) is not None:
         raise StudyError(f"name: a study named {spec.name!r} already exists; choose another name")
     _check_allocation(spec)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from db.models import Checkpoint, GenerationJob, Image, Prompt, Study
 from evaluation.image_store import IMAGES_DIR, TEMP_PREFIX, clean_files, png_bytes, write_image
 from evaluation.imports import IMPORTED
 from evaluation.jobs import (
+    LIVE_STATUSES,
     LOCK_FILE,
     OPEN_JOBS,
     STALE_AFTER,
@@ -140,7 +142,8 @@ def run_generation(
         # 2. Check every checkpoint and the SD folder before rendering anything
         generator = _load_generator(work, data_dir, options.device, generator)
         with factory.begin() as s:
-            s.get(Study, work.study_id).status = "generating"
+            if (study := s.get(Study, work.study_id)).status in LIVE_STATUSES:
+                study.status = "generating"
 
         # 3. Claim, render, write, record; until no pending job is left
         rendered = failed = 0
@@ -363,6 +366,25 @@ def _no_library_progress_bars() -> None:
     transformers_logging.disable_progress_bar()
 
 
+class WorkerStopped(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt
+    """The worker got SIGTERM (the Studies page's "Stop worker"); `main` gives its claims back.
+    A BaseException, like KeyboardInterrupt, so the render loop's `except Exception` (a failed
+    image) cannot take it for a bad image and carry on."""
+
+
+def _stop(signum: int, _frame) -> None:
+    raise WorkerStopped(f"stopped by signal {signum}")
+
+
+def _give_back(engine: Engine, study_name: str, worker_id: str) -> None:
+    """After a stop: the worker's claimed jobs go back to pending, the study to draft."""
+    from db.engine import session_factory
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second stop must not cut this short
+    with session_factory(engine).begin() as s:
+        release_claims(s, find_study(s, study_name).id, worker_id)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m evaluation generate`: exit 0 when every image exists, 1 when jobs failed,
     2 when generation could not start (message on stderr)."""
@@ -378,15 +400,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=None, help="default: DATABASE_URL or SQLite")
     args = parser.parse_args(argv)
 
-    from db.engine import make_engine
+    from db.engine import make_engine, require_current_schema
+    from db.errors import SchemaOutdatedError
     from deprojector.errors import DeprojectorError
 
+    try:  # before anything: an unmigrated data dir must not get an empty database
+        require_current_schema(args.database_url)
+    except SchemaOutdatedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if not sys.stderr.isatty():  # a log file: no library progress bars (\r, escape codes) either
         _no_library_progress_bars()
+    worker_id = args.worker_id or f"{socket.gethostname()}:{os.getpid()}"
+    previous = signal.signal(signal.SIGTERM, _stop)  # "Stop worker": give the claims back
     engine = make_engine(args.database_url)
     try:
         options = GenerationOptions(
-            worker_id=args.worker_id,
+            worker_id=worker_id,
             max_attempts=args.max_attempts,
             batch_size=args.batch_size,
             retry_failed=args.retry_failed,
@@ -394,11 +424,16 @@ def main(argv: list[str] | None = None) -> int:
             progress_log=True,
         )
         report = run_generation(engine, args.study, options)
+    except WorkerStopped:
+        _give_back(engine, args.study, worker_id)
+        print(f"stopped: claimed images of {args.study!r} given back", file=sys.stderr)
+        return 1
     except (GenerationError, DeprojectorError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
         engine.dispose()
+        signal.signal(signal.SIGTERM, previous)
     print(
         f"study {args.study!r}: rendered {report.rendered} images this run; "
         f"{report.total - report.remaining} of {report.total} done; {report.remaining} left"

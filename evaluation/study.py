@@ -19,6 +19,19 @@ class StudyError(ValueError):
     """A study definition is inconsistent (unknown variant, missing field, duplicate, ...)."""
 
 
+def check_study_name(name: str) -> None:
+    """StudyError for a name commands would misread: one starting with '-' (taken for an
+    option by `python -m evaluation generate --study NAME` and other CLIs) or with spaces around
+    it (typed on a command line without them, it names no study)."""
+    if name != name.strip():
+        raise StudyError(f"name: {name!r} has spaces at its start or end; remove them")
+    if name.startswith("-"):
+        raise StudyError(
+            f"name: {name!r} starts with '-', which commands read as an option; start it with a "
+            "letter or digit"
+        )
+
+
 @dataclass(frozen=True)
 class ComparisonSpec:
     """Two variants that differ in one hyperparameter (`group`), with each side's setting."""

@@ -1,12 +1,33 @@
-"""Studies and their image pairs: getters that raise NotFoundError with the fix."""
+"""Studies and their image pairs: getters that raise NotFoundError with the fix, the study life
+cycle (draft -> generating -> open -> closed -> archived) and the study's editable settings."""
 
 from __future__ import annotations
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from db.errors import NotFoundError
-from db.models import Annotator, Comparison, Image, ImagePair, Study, Vote
+from db.errors import NotFoundError, StudyStatusError
+from db.models import (
+    REFERENCE_VARIANT,
+    Annotator,
+    Checkpoint,
+    Comparison,
+    Image,
+    ImagePair,
+    Study,
+    Variant,
+    Vote,
+)
+
+# Moves an admin may make from each status (the generation worker moves draft <-> generating
+# -> open itself). Voting is allowed while open or generating (db.models.VOTABLE_STATUSES).
+STUDY_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "draft": ("closed", "archived"),  # a draft that will not be finished
+    "generating": ("closed",),  # voting stops; stop its worker separately
+    "open": ("closed",),
+    "closed": ("open", "archived"),  # reopen, or put away
+    "archived": ("closed",),  # take out of the archive (closed; reopen from there)
+}
 
 
 def get_study(s: Session, study_id: int) -> Study:
@@ -85,3 +106,56 @@ def study_pairs(s: Session, study_id: int, include_qc: bool = True) -> list[Imag
     if not include_qc:
         query = query.where(ImagePair.qc_kind.is_(None))
     return list(s.scalars(query))
+
+
+def change_study_status(s: Session, study_id: int, status: str) -> Study:
+    """Move the study to `status` (close, reopen, archive, unarchive); StudyStatusError names
+    the moves allowed from where it is. Reopening a study whose images are not all rendered
+    yet makes it a draft again (start its generation to open it)."""
+    study = get_study(s, study_id)
+    allowed = STUDY_TRANSITIONS.get(study.status, ())
+    if status not in allowed:
+        moves = ", ".join(allowed) or "none"
+        raise StudyStatusError(
+            f"study {study.name!r} is {study.status}; it cannot become {status!r} (allowed from "
+            f"{study.status}: {moves})"
+        )
+    if status == "open":
+        from db.queries.generation import job_counts  # noqa: PLC0415 - avoids an import cycle
+
+        if job_counts(s, study_id).open_jobs:
+            status = "draft"
+    study.status = status
+    s.flush()
+    return study
+
+
+def update_study_settings(
+    s: Session,
+    study_id: int,
+    *,
+    stop_when_settled: bool,
+    vote_cap: int | None,
+    alpha: float,
+    delta: float,
+    reason_tags: list[str] | tuple[str, ...],
+) -> Study:
+    """Store the study's allocation options and reason tags (already checked by the caller,
+    e.g. `evaluation.plan`'s StudySpec rules; the database's CHECKs are the last guard)."""
+    study = get_study(s, study_id)
+    study.stop_when_settled = bool(stop_when_settled)
+    study.vote_cap = vote_cap
+    study.alpha, study.delta = float(alpha), float(delta)
+    study.reason_tags = list(reason_tags)
+    s.flush()
+    return study
+
+
+def planning_choices(s: Session) -> tuple[list[str], list[str]]:
+    """(registered variant names except the reference, every checkpoint label in use): what a
+    new study can be planned from."""
+    names = s.scalars(
+        select(Variant.name).where(Variant.name != REFERENCE_VARIANT).order_by(Variant.name)
+    ).all()
+    labels = s.scalars(select(Checkpoint.label).distinct()).all()
+    return list(names), list(labels)

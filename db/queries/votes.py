@@ -13,15 +13,23 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.errors import AccessDeniedError, DuplicateVoteError, InvalidValueError, NotFoundError
+from db.errors import (
+    AccessDeniedError,
+    DuplicateVoteError,
+    InvalidValueError,
+    NotFoundError,
+    StudyClosedError,
+)
 from db.models import (
     ALLOCATION_RULES,
     CHOICES,
     COMPARISON_STATUSES,
     SIDES,
+    VOTABLE_STATUSES,
     Annotator,
     Comparison,
     ImagePair,
+    Study,
     Vote,
     utcnow,
 )
@@ -75,8 +83,15 @@ def progress(s: Session, annotator_id: int, study_id: int) -> Progress:
 
 # Statements of the vote page's hot path, built once (building them costs more than running them)
 _PAIR_SIDES = (
-    select(ImagePair.image_a_id, ImagePair.image_b_id, Comparison.study_id)
+    select(
+        ImagePair.image_a_id,
+        ImagePair.image_b_id,
+        Comparison.study_id,
+        Study.name.label("study_name"),
+        Study.status.label("study_status"),
+    )
     .join(Comparison, ImagePair.comparison_id == Comparison.id)
+    .join(Study, Comparison.study_id == Study.id)
     .where(ImagePair.id == bindparam("pair_id"))
 )
 _ANNOTATOR_STATE = select(Annotator.name, Annotator.disabled).where(
@@ -112,7 +127,8 @@ def record_vote(
 
     `left_side` is the pair's side ("a" or "b") that was displayed on the left; `choice` is
     "left", "right", "tie" or "both_bad". `tags` are reason tags the annotator toggled;
-    `allocation_rule` / `comparison_status` record why the scheduler served the pair. The database's one-live-vote index is the authority on
+    `allocation_rule` / `comparison_status` record why the scheduler served the pair. A study that is not open (or
+    generating) refuses the vote with StudyClosedError. The database's one-live-vote index is the authority on
     duplicates: a second live vote raises DuplicateVoteError and leaves the session usable.
     """
     # 1. Check the arguments
@@ -132,6 +148,11 @@ def record_vote(
     if pair is None or (study_id is not None and pair.study_id != study_id):
         where = "" if study_id is None else f" in study id {study_id}"
         raise NotFoundError(f"image pair id {pair_id!r} does not exist{where}")
+    if pair.study_status not in VOTABLE_STATUSES:
+        raise StudyClosedError(
+            f"study {pair.study_name!r} is {pair.study_status}: it takes votes only while "
+            f"{' or '.join(VOTABLE_STATUSES)}; an admin can reopen it on the Studies page"
+        )
     annotator = s.execute(_ANNOTATOR_STATE, {"annotator_id": annotator_id}).one_or_none()
     if annotator is None:
         raise NotFoundError(f"annotator id {annotator_id!r} does not exist")

@@ -4,7 +4,13 @@ from collections import Counter
 
 import pytest
 
-from evaluation.study import ComparisonSpec, StudyError, canonical, derive_comparisons
+from evaluation.study import (
+    ComparisonSpec,
+    StudyError,
+    canonical,
+    check_study_name,
+    derive_comparisons,
+)
 
 # The article's tournament: a 2x2x2 design with the all-changed corner missing; #1 is the base.
 ARTICLE = {
@@ -92,3 +98,15 @@ def test_bad_input_names_the_field(base, include, field):
     """An unknown base or reference partner raises StudyError naming the field and the value."""
     with pytest.raises(StudyError, match=field):
         derive_comparisons(ARTICLE, base=base, include_reference=include)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("-x", "starts with '-'"), ("--study", "starts with '-'"), (" tiny", "spaces at its start")],
+)
+def test_names_commands_would_misread_are_refused(name, message):
+    """A study name starting with '-' (an option to `generate --study NAME`) or padded with
+    spaces is refused, naming the field, the value and the fix."""
+    with pytest.raises(StudyError, match=f"name: {name!r} .*{message}"):
+        check_study_name(name)
+    check_study_name("vt-1 vs reference")  # dashes inside a name are fine
