@@ -14,11 +14,11 @@ import streamlit as st
 
 from arena_ui.identity import User
 from arena_ui.resources import transaction
+from db.models import VOTABLE_STATUSES
 from db.queries import list_studies, rendered_pairs
 
 STUDY_KEY = "arena_study_id"
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|:~$=^&\"'])")
-VOTABLE_STATUSES = ("open", "generating")
 
 
 @dataclass(frozen=True)
