@@ -39,9 +39,9 @@ _CSS = """
 .bar input.swipe { width: 10rem; }
 .stage { display: flex; gap: .5rem; }
 .pane { position: relative; flex: 1 1 0; overflow: hidden; touch-action: none; cursor: grab;
-  aspect-ratio: 1 / 1; max-height: 60vh; background: #111; border-radius: .3rem; }
+  aspect-ratio: 1 / 1; max-height: 46vh; background: #111; border-radius: .3rem; }
 .stage.single { justify-content: center; }
-.stage.single .pane { flex: 0 0 auto; width: min(100%, 60vh); }
+.stage.single .pane { flex: 0 0 auto; width: min(100%, 46vh); }
 .pane .layer { position: absolute; inset: 0; overflow: hidden; }
 .pane img { position: absolute; left: 0; top: 0; width: 100%; height: 100%; object-fit: contain;
   transform-origin: 0 0; user-select: none; -webkit-user-drag: none; pointer-events: none; }

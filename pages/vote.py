@@ -5,6 +5,7 @@ import streamlit as st
 
 from arena_ui import ballot
 from arena_ui.identity import require_user
+from arena_ui.inspector import inspect_pair
 from arena_ui.resources import image_file, transaction
 from arena_ui.selection import plain, selected_study, waiting_studies
 from arena_ui.tables import own_results
@@ -41,7 +42,8 @@ NO_FULLSCREEN_CSS = (
     "<style>[data-testid='stImage'] ~ [data-testid='stElementToolbar'],"
     " [data-testid='stElementToolbar']:has(~ [data-testid='stImage']) {display: none;}</style>"
 )
-FLIP, ACTUAL_SIZE = "vote_flip", "vote_actual_size"  # session-state keys of the view options
+# session-state keys of the view options
+FLIP, ACTUAL_SIZE, INSPECT = "vote_flip", "vote_actual_size", "vote_inspect"
 CHOICES = (  # label, key, choice, button type
     ("Left better", "Left", "left", "primary"),
     ("Same", "Down", "tie", "secondary"),
@@ -104,11 +106,15 @@ def ballot_view() -> None:
     st.progress(done.done / max(done.total, 1), text=f"{done.done} judged · {done.remaining} left")
     state_line()
     st.markdown(f"#### Prompt: “{plain(pair.prompt)}”")
-    flip = st.session_state.get(FLIP, False)  # view options, drawn below the buttons
+    inspect = st.session_state.get(INSPECT, False)  # view options, drawn below the buttons
+    flip = st.session_state.get(FLIP, False) and not inspect
     width = "content" if st.session_state.get(ACTUAL_SIZE, False) else "stretch"
 
     left, right = image_file(pair.left_image), image_file(pair.right_image)
-    if flip:
+    if inspect:
+        # Zoom/pan both, hold X to flicker, swipe; labelled Left/Right only, so still blind.
+        inspect_pair(left, right, labels=("Left", "Right"), key="vote_inspector")
+    elif flip:
         showing = st.session_state.setdefault(ballot.FLIP_SIDE_KEY, "Left")
         st.image(
             str(left if showing == "Left" else right),
@@ -170,6 +176,7 @@ def view_options() -> None:
         for view, label in (
             (FLIP, "Flip view: one image at a time, same place"),
             (ACTUAL_SIZE, "Actual size"),
+            (INSPECT, "Inspect: zoom, flicker (hold X), swipe"),
         ):
             on = st.session_state.get(view, False)
             st.button(

@@ -16,15 +16,16 @@ from db.models import Study, Vote
 pytestmark = pytest.mark.e2e
 TAGS = ["follows the prompt", "fewer artefacts", "nicer"]
 FLIP = "Flip view: one image at a time, same place"
+INSPECT = "Inspect: zoom, flicker (hold X), swipe"
 # Streamlit scrolls its main block, not the window: back to the top, as on arrival
 SCROLL_TO_TOP_JS = "() => document.querySelectorAll('*').forEach(e => { e.scrollTop = 0; })"
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """(base URL, TinyStudy): 6 pairs of 512 px images, 3 reason tags, 5 voters."""
+    """(base URL, TinyStudy): 6 pairs of 512 px images, 3 reason tags, 6 voters."""
     data_dir = tmp_path_factory.mktemp("arena")
-    tiny = build_tiny_study(data_dir, n_comparisons=2, n_prompts=3, image_size=512, voters=5)
+    tiny = build_tiny_study(data_dir, n_comparisons=2, n_prompts=3, image_size=512, voters=6)
     engine = make_engine(f"sqlite:///{data_dir / 'arena.sqlite3'}")
     with Session(engine) as s:
         s.get(Study, tiny.study_id).reason_tags = TAGS
@@ -127,6 +128,29 @@ def test_keys_keep_working_after_a_view_option_is_clicked(served, page):
     page.keyboard.press("Backspace")
     wait_for_judged(page, 0)
     assert live_votes(tiny, "voter-2") == []
+
+
+def test_inspect_view_zooms_both_images_blind_and_the_arrow_keys_still_vote(served, page):
+    """The inspector shows the pair labelled Left/Right only; after using its zoom button the
+    arrow keys still vote, and the next pair opens in the inspector too."""
+    base, tiny = served
+    open_vote(page, base, tiny.extra_voter_tokens[4])
+    page.get_by_role("button", name=INSPECT).click()
+    images = page.locator(".pane img")  # inside the component's shadow root
+    images.first.wait_for()
+    assert page.locator(".pane .label").all_inner_texts() == ["Left", "Right"]
+    page.locator("button[data-act=in]").click()
+    transforms = images.evaluate_all("imgs => imgs.map(i => i.style.transform)")
+    assert transforms[0] == transforms[1] and "scale(1.5)" in transforms[0]
+    html = page.content()
+    assert f"{tiny.study_name}-v" not in html  # no variant name (<study>-vN) on the page
+
+    page.wait_for_function(APP_IDLE_JS)
+    page.keyboard.press("ArrowLeft")
+    wait_for_judged(page, 1)
+    assert [v.choice for v in live_votes(tiny, "voter-5")] == ["left"]
+    images.first.wait_for()
+    assert page.locator(".pane .label").all_inner_texts() == ["Left", "Right"]
 
 
 def test_backspace_undoes_on_the_all_done_screen(served, page):
