@@ -35,6 +35,10 @@ PROMPT_KINDS = ("single", "composed")
 STUDY_STATUSES = ("draft", "generating", "open", "closed", "archived")
 VOTABLE_STATUSES = ("open", "generating")  # generating: the pairs whose images exist
 QC_KINDS = ("swapped_repeat", "identical")
+# The QC kind the planner creates and the scheduler serves: the same pair again, sides swapped.
+QC_KIND = "swapped_repeat"
+# Image.settings_hash of every imported image (no SD settings shaped it): never rendered.
+IMPORTED = "imported"
 ROLES = ("admin", "voter")
 SIDES = ("a", "b")
 CHOICES = ("left", "right", "tie", "both_bad")

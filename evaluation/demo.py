@@ -24,6 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from db.models import REFERENCE_VARIANT
 from deprojector.prompts import ARTICLE_PROMPTS
 
 DEMO_DIR = "demo"  # under the data directory
@@ -216,7 +217,7 @@ def _build_demo(
                     s,
                     StudySpec(
                         name=STUDY_NAME,
-                        variants=("reference", *DESIGN),
+                        variants=(REFERENCE_VARIANT, *DESIGN),
                         base=BASE,
                         checkpoint_labels=tuple(f"epoch-{n}" for n in range(1, EPOCHS + 1)),
                         prompts=ARTICLE_PROMPTS,
@@ -246,7 +247,7 @@ def _build_demo(
         database=database,
         images_dir=data_dir / IMAGES_DIR,
         study=STUDY_NAME,
-        variants=["reference", *DESIGN],
+        variants=[REFERENCE_VARIANT, *DESIGN],
         images=generation.total,
         rendered_now=generation.rendered,
         seconds=time.perf_counter() - began,

@@ -30,12 +30,12 @@ from typing import IO, Any
 
 from sqlalchemy.orm import Session
 
-from db.models import Checkpoint, Image, Prompt, Variant
+from db.models import IMPORTED, Checkpoint, Image, Prompt, Variant
 from db.queries import plan as queries
 from deprojector.prompts import prompt_kind, prompt_parts
+from evaluation.image_store import sha256_file
 
 IMAGES_KIND = "images"  # Variant.kind of an imported variant
-IMPORTED = "imported"  # Image.settings_hash of every imported image (no SD settings shaped it)
 IMPORTS_DIR = "imported"  # under the data directory; generation's file cleaning never looks here
 DEFAULT_LABEL = "imported"  # checkpoint label when neither --checkpoint nor the column gives one
 COLUMNS = ("prompt", "seed", "image")  # required manifest columns
@@ -98,14 +98,6 @@ def _text_problem(text: str) -> str | None:
     if bad is not None:
         return f"contains the control character {bad!r}; remove it"
     return None
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_image(path: Path, limits: ImportLimits) -> tuple[str, int, int] | str:
@@ -258,7 +250,7 @@ def read_manifest(
                 format=fmt,
                 width=width,
                 height=height,
-                sha256=_sha256_file(source),
+                sha256=sha256_file(source),
             )
         )
     if problems:

@@ -19,9 +19,10 @@ from pathlib import Path
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import GenerationJob, Image, Study
+from db.errors import NotFoundError
+from db.models import IMPORTED, GenerationJob, Image, Study
 from db.queries.generation import study_image_ids  # the one "images a study needs" query
-from evaluation.imports import IMPORTED
+from db.queries.studies import study_by_name
 
 LOCK_FILE = "generation.lock"  # SQLite: held (flock) by the one running worker
 STALE_AFTER = timedelta(hours=1)  # PostgreSQL: a 'running' claim older than this is reclaimed
@@ -112,11 +113,10 @@ def worker_running(data_dir: Path) -> bool:
 
 def find_study(session: Session, name: str) -> Study:
     """The study called `name`, or GenerationError listing the existing ones."""
-    study = session.scalar(select(Study).where(Study.name == name))
-    if study is None:
-        known = session.scalars(select(Study.name).order_by(Study.name)).all()
-        raise GenerationError(f"--study {name!r}: no such study; existing studies: {known}")
-    return study
+    try:
+        return study_by_name(session, name)
+    except NotFoundError as error:
+        raise GenerationError(f"--study {name!r}: {error}") from error
 
 
 def count_images(session: Session, study_id: int) -> int:

@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db.models import (
+    IMPORTED,
+    QC_KIND,
     Checkpoint,
     Comparison,
     GenerationJob,
@@ -34,7 +36,7 @@ from db.models import (
 from db.queries import plan as queries
 from deprojector.prompts import prompt_kind, prompt_parts
 from deprojector.settings import SDSettings
-from evaluation.imports import IMAGES_KIND, IMPORTED
+from evaluation.imports import IMAGES_KIND
 from evaluation.study import (
     REFERENCE,
     ComparisonSpec,
@@ -42,8 +44,6 @@ from evaluation.study import (
     check_study_name,
     derive_comparisons,
 )
-
-QC_KIND = "swapped_repeat"  # the only QC kind planned: the same pair again, sides swapped
 
 
 @dataclass(frozen=True)

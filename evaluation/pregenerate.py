@@ -23,9 +23,8 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Checkpoint, GenerationJob, Image, Prompt, Study
+from db.models import IMPORTED, Checkpoint, GenerationJob, Image, Prompt, Study
 from evaluation.image_store import IMAGES_DIR, TEMP_PREFIX, clean_files, png_bytes, write_image
-from evaluation.imports import IMPORTED
 from evaluation.jobs import (
     LIVE_STATUSES,
     LOCK_FILE,

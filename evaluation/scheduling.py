@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 from db.queries import scheduling as q
 from evaluation.decisions import NEEDED_MIN_VOTES, DecisionSettings, comparison_status
 
-QC_KIND = q.QC_KIND
 WARMUP_VOTES = NEEDED_MIN_VOTES  # decisive votes every comparison gets before it can be skipped
 
 

@@ -10,7 +10,9 @@ import itertools
 import math
 from dataclasses import dataclass
 
-REFERENCE = "reference"  # the built-in variant with no deprojector (plain CLIP hidden states)
+from db.models import REFERENCE_VARIANT
+
+REFERENCE = REFERENCE_VARIANT  # the built-in variant with no deprojector (its owner: db.models)
 REFERENCE_GROUP = "deprojector"  # group of the explicit comparisons against the reference
 REFERENCE_SETTING = "none"  # the reference's setting in that group
 

@@ -14,13 +14,9 @@ from db.models import (
     Image,
     ImagePair,
     Prompt,
-    Study,
     Variant,
 )
-
-
-def study_named(s: Session, name: str) -> Study | None:
-    return s.scalar(select(Study).where(Study.name == name))
+from db.queries.studies import study_named  # noqa: F401 (planning's lookup)
 
 
 def variants_by_name(s: Session, names: Collection[str]) -> dict[str, Variant]:
@@ -63,7 +59,7 @@ def imported_images(
     s: Session, prompts: Collection[str], variants: Collection[str], settings_hash: str
 ) -> dict[tuple[str, str, str, int], Image]:
     """(variant, checkpoint label, prompt text, seed) -> Image of the named (imported) variants
-    with `settings_hash` (evaluation.imports.IMPORTED)."""
+    with `settings_hash` (db.models.IMPORTED)."""
     rows = s.execute(
         select(Image, Prompt.text, Checkpoint.label, Variant.name)
         .join(Prompt, Image.prompt_id == Prompt.id)

@@ -12,6 +12,7 @@ from sqlalchemy import Row, and_, bindparam, case, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from db.models import (
+    QC_KIND,
     AnnotatorExclusion,
     Comparison,
     Image,
@@ -20,8 +21,6 @@ from db.models import (
     Study,
     Vote,
 )
-
-QC_KIND = "swapped_repeat"  # the QC pairs the scheduler serves (evaluation.plan creates them)
 
 _COMPARISONS = select(Comparison.id).where(Comparison.study_id == bindparam("study_id"))
 _EXCLUDED = select(AnnotatorExclusion.annotator_id).where(

@@ -37,8 +37,14 @@ def get_study(s: Session, study_id: int) -> Study:
     return study
 
 
+def study_named(s: Session, name: str) -> Study | None:
+    """The study called `name`, or None."""
+    return s.scalar(select(Study).where(Study.name == name))
+
+
 def study_by_name(s: Session, name: str) -> Study:
-    study = s.scalar(select(Study).where(Study.name == name))
+    """The study called `name`; NotFoundError listing the existing ones otherwise."""
+    study = study_named(s, name)
     if study is None:
         known = s.scalars(select(Study.name).order_by(Study.name)).all()
         raise NotFoundError(f"no study named {name!r}; existing studies: {list(known)}")

@@ -11,9 +11,8 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from db.engine import make_engine, session_factory, upgrade
-from db.models import Checkpoint, GenerationJob, Image, ImagePair, Study, Variant
+from db.models import IMPORTED, Checkpoint, GenerationJob, Image, ImagePair, Study, Variant
 from evaluation.imports import (
-    IMPORTED,
     ImportLimits,
     ImportRejected,
     import_images,

@@ -959,7 +959,7 @@ def test_generate_command_for_an_unknown_study_names_the_known_ones(tmp_path, ca
 
     assert code == 2
     assert capsys.readouterr().err == (
-        "error: --study 'nope': no such study; existing studies: ['demo']\n"
+        "error: --study 'nope': no study named 'nope'; existing studies: ['demo']\n"
     )
 
 
