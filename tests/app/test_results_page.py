@@ -1,12 +1,14 @@
-"""The results page (AppTest): who may see it, the article's tables, statistics, grid, downloads."""
+"""The results page (AppTest): who may see it and when, the summary, the article's tables,
+statistics with human column names, exclusions, grid, downloads."""
 
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 from tiny_study import TIMEOUT
 
-from db.models import Study, utcnow
+from db.models import Annotator, Study, utcnow
 from db.queries import record_vote, study_pairs
 
 RESULTS_PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "results.py")
@@ -31,7 +33,7 @@ def voted(tiny, db):
 
 
 def test_voter_cannot_see_results_unless_the_study_allows(voted, db):
-    """Results are refused to a voter until the admin opens them, then shown."""
+    """Results are refused to a voter (done with their queue) until the admin opens them."""
     at = open_results(voted.voter_token)
     assert "not open to voters" in at.error[0].value and not at.dataframe
     db.get(Study, voted.study_id).results_visible_to_voters = True
@@ -39,26 +41,141 @@ def test_voter_cannot_see_results_unless_the_study_allows(voted, db):
     assert not open_results(voted.voter_token).error
 
 
+def test_voter_sees_results_only_after_their_own_queue_is_done(tiny, db):
+    """Blind means blind: with results open to voters, a voter with pairs left sees no table,
+    chart, drill-down image or leaderboard; after their last vote the page opens."""
+    db.get(Study, tiny.study_id).results_visible_to_voters = True
+    pairs = study_pairs(db, tiny.study_id, include_qc=False)
+    for pair in pairs[:-1]:
+        record_vote(db, pair.id, tiny.voter_id, "a", "left", utcnow())
+    db.commit()
+    at = open_results(tiny.voter_token)
+    assert "once you have judged all its pairs (1 pairs left)" in at.info[0].value
+    assert not at.dataframe and not at.get("image") and not at.get("arrow_vega_lite_chart")
+    record_vote(db, pairs[-1].id, tiny.voter_id, "a", "left", utcnow())
+    db.commit()
+    at = open_results(tiny.voter_token)
+    assert not at.info and at.title[0].value == "Results: tiny"
+
+
+def test_admin_sees_results_while_voters_still_vote(tiny, db):
+    """The admin's view does not wait for anyone's queue (nor for the study to allow voters)."""
+    pair = study_pairs(db, tiny.study_id, include_qc=False)[0]
+    record_vote(db, pair.id, tiny.voter_id, "a", "left", utcnow())
+    db.commit()
+    at = open_results(tiny.admin_token)
+    assert not at.error and not at.info and at.dataframe
+
+
+def test_summary_card_names_the_winning_setting_first(voted):
+    """The first table is the summary: per hyperparameter the winning setting, what decided
+    it, and its win share with an interval, as percentages."""
+    at = open_results(voted.admin_token)
+    assert [h.value for h in at.header][0] == "Summary"
+    card = at.dataframe[0].value
+    assert list(card["Hyperparameter"]) == ["h1", "h2"]
+    assert list(card["Winner"]) == ["h1 = 0", "h2 = 1"]
+    assert list(card["Decided by"]) == ["sets won", "sets won"]
+    assert list(card["Win share"]) == ["100%", "100%"]
+    assert all(text.endswith("%") and "–" in text for text in card["95% interval"])
+
+
+def test_tables_use_human_column_names(voted):
+    """No table shows a raw column name (x_points, left_share, elo_low...), and Elo is whole."""
+    at = open_results(voted.admin_token)
+    raw = {"x", "y", "x_points", "x_share", "x_low", "left_share", "elo_low", "p_value", "alpha"}
+    for table in (d.value for d in at.dataframe):
+        assert not raw & set(table.columns), list(table.columns)
+        assert not any("x side" in str(c) or "_" in str(c) for c in table.columns)
+    board = next(d.value for d in at.dataframe if "Elo" in d.value.columns)
+    assert board["Elo"].dtype.kind == "i"
+
+
+def test_single_annotator_agreement_is_a_sentence(voted):
+    """With one annotator, agreement is explained in a sentence instead of an empty table."""
+    at = open_results(voted.admin_token)
+    assert any("cannot be measured yet" in m.value for m in at.markdown)
+    assert not any("Krippendorff's alpha" in d.value.columns for d in at.dataframe)
+
+
+def two_voters(tiny, db) -> int:
+    """Bob votes A on every pair, voter-1 votes B on every pair; returns voter-1's id."""
+    other = db.scalar(select(Annotator.id).where(Annotator.name == "voter-1"))
+    for pair in study_pairs(db, tiny.study_id, include_qc=False):
+        record_vote(db, pair.id, tiny.voter_id, "a", "left", utcnow())
+        record_vote(db, pair.id, other, "a", "right", utcnow())
+    db.commit()
+    return other
+
+
+@pytest.fixture
+def tiny2(data_dir):
+    """The tiny study with a second voter, voter-1."""
+    from tiny_study import build_tiny_study
+
+    return build_tiny_study(data_dir, voters=2)
+
+
+def test_excluding_an_annotator_changes_the_tally_and_restoring_it_undoes_that(tiny2, db):
+    """An admin excludes voter-1 (recorded with a reason): the tables count Bob's votes only
+    and the page says who is left out; Restore counts voter-1 again."""
+    other = two_voters(tiny2, db)
+    at = open_results(tiny2.admin_token)
+    assert list(at.dataframe[0].value["Winner"]) == ["draw", "draw"]
+    at.selectbox(key="results_exclude_who").set_value(other)
+    at.text_input(key="results_exclude_reason").input("clicked right on everything")
+    next(b for b in at.button if b.label == "Exclude from the tallies").click().run()
+    assert not at.exception
+    assert list(at.dataframe[0].value["Winner"]) == ["h1 = 0", "h2 = 0"]
+    assert "voter-1" in at.warning[0].value
+    assert at.caption[0].value.startswith(f"{tiny2.n_pairs} live votes by 1 annotators")
+    from db.models import AnnotatorExclusion
+
+    row = db.scalar(select(AnnotatorExclusion))
+    assert row.reason == "clicked right on everything" and row.excluded_by_id == tiny2.admin_id
+    at.button(key=f"results_restore_{row.annotator_id}").click().run()
+    assert list(at.dataframe[0].value["Winner"]) == ["draw", "draw"]
+    assert not at.warning
+    db.rollback()  # end the read snapshot taken before the restore
+    assert db.scalar(select(AnnotatorExclusion)).restored_at is not None
+
+
+def test_drill_down_counts_both_bad_as_a_tie(tiny, db):
+    """A "both bad" vote is a tie in the drill-down, not a win for the right-hand image."""
+    from db.queries import comparison_pairs
+
+    pair = study_pairs(db, tiny.study_id, include_qc=False)[0]
+    record_vote(db, pair.id, tiny.voter_id, "a", "both_bad", utcnow())
+    db.commit()
+    (item,) = [
+        p for p in comparison_pairs(db, tiny.study_id, pair.comparison.name) if p.pair_id == pair.id
+    ]
+    assert (item.a_wins, item.b_wins, item.ties) == (0, 0, 1)
+
+
 def test_article_tables_count_sets_and_points_per_hyperparameter(voted):
     """Each group's table: wins per side, sets won (組数), points (点数), the verdict."""
     at = open_results(voted.admin_token)
     assert not at.exception
     assert [h.value for h in at.subheader][:2] == ["h1", "h2"]
-    h1_sets, h1_totals = at.dataframe[0].value, at.dataframe[1].value
+    h1_sets, h1_totals = at.dataframe[1].value, at.dataframe[2].value
     assert list(h1_sets["0 wins"]) == [2] and list(h1_sets["1 wins"]) == [0]
     assert list(h1_sets["Set winner"]) == ["h1 = 0"]
-    assert list(h1_totals["Sets won (組数)"]) == [1, 0]
-    assert list(h1_totals["Points (点数)"]) == [2, 0]
+    assert list(h1_totals["0 sets won (組数)"]) == [1] and list(h1_totals["1 sets won (組数)"]) == [
+        0
+    ]
+    assert list(h1_totals["0 points (点数)"]) == [2] and list(h1_totals["1 points (点数)"]) == [0]
     verdicts = [m.value for m in at.markdown if "decided by" in m.value]
     assert verdicts[0].startswith("**h1 = 0** wins, decided by sets won (組数)")
     assert verdicts[1].startswith("**h2 = 1** wins")
 
 
 def test_statistics_and_leaderboard_are_shown_as_tables(voted):
-    """Win shares, breakdowns, position bias, agreement and Bradley-Terry all appear as tables."""
+    """Win shares, breakdowns, position bias and Bradley-Terry all appear as tables."""
     at = open_results(voted.admin_token)
     headers = [h.value for h in at.header]
-    assert headers[:5] == [
+    assert headers[:6] == [
+        "Summary",
         "The article's tables",
         "Pooled win shares",
         "Breakdowns",
@@ -66,10 +183,10 @@ def test_statistics_and_leaderboard_are_shown_as_tables(voted):
         "Bradley-Terry leaderboard",
     ]
     tables = [d.value for d in at.dataframe]
-    board = next(t for t in tables if "elo" in t.columns)
-    assert set(board["variant"]) == {"tiny-v0", "tiny-v1", "tiny-v2"}
-    bias = next(t for t in tables if "left_share" in t.columns)
-    assert int(bias["left_wins"].sum() + bias["right_wins"].sum()) == voted.n_pairs
+    board = next(t for t in tables if "Elo" in t.columns)
+    assert set(board["Variant"]) == {"tiny-v0", "tiny-v1", "tiny-v2"}
+    bias = next(t for t in tables if "Left image won" in t.columns)
+    assert int(bias["Left image won"].sum() + bias["Right image won"].sum()) == voted.n_pairs
 
 
 def test_drill_down_and_grid_show_every_image(voted):
@@ -96,8 +213,8 @@ def test_downloaded_files_hold_every_live_vote(voted, db):
 
     import pandas as pd
 
-    from arena_ui.downloads import export_bytes
     from db.queries import live_votes_frame
+    from evaluation.downloads import export_bytes
 
     votes = live_votes_frame(db, voted.study_id)
     csv = pd.read_csv(io.BytesIO(export_bytes(votes, "csv")))
@@ -112,8 +229,8 @@ def test_grid_puts_the_reference_row_first(tiny, db):
     """Reference images (no checkpoint) of the study's prompts form the grid's first row."""
     from tiny_study import write_png
 
-    from arena_ui.gallery import study_grid
     from db.models import Image, Study
+    from db.queries import study_grid
 
     study = db.get(Study, tiny.study_id)
     for k, sp in enumerate(study.study_prompts):
@@ -129,7 +246,7 @@ def test_grid_puts_the_reference_row_first(tiny, db):
             )
         )
     db.commit()
-    grid = study_grid(tiny.study_id, "epoch-8", 0)
+    grid = study_grid(db, tiny.study_id, "epoch-8", 0)
     assert grid.variants == ["reference", "tiny-v0", "tiny-v1", "tiny-v2"]
     assert grid.prompts == ["tiny prompt 0", "tiny prompt 1, detail"]
     assert grid.images[("reference", "tiny prompt 0")] == "images/reference-0.png"
