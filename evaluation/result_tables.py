@@ -52,14 +52,13 @@ def set_table(group: GroupTally) -> pd.DataFrame:
     """One row per set (組): who held each setting, wins on each side, ties, the set's winner.
 
     Columns are named by the setting alone ("2D side", "2D wins"); the table's heading names
-    the hyperparameter.
+    the hyperparameter. The set is named by its two sides (no third column repeating them).
     """
     x, y = group.x, group.y
     winner = {"x": side_label(group, "x"), "y": side_label(group, "y"), "draw": "draw"}
     return pd.DataFrame(
         [
             {
-                "Set (組)": s.comparison,
                 f"{x} side": s.x_variant,
                 f"{y} side": s.y_variant,
                 f"{x} wins": s.x_wins,
@@ -115,8 +114,10 @@ def summary_card(tally: Tally, shares: pd.DataFrame) -> pd.DataFrame:
                 "Winner": "draw" if g.winner == "draw" else side_label(g, g.winner),
                 "Decided by": {"sets": "sets won", "points": "points", "draw": "–"}[g.decided_by],
                 "Sets": f"{g.x_sets}–{g.y_sets}" if side == "x" else f"{g.y_sets}–{g.x_sets}",
-                "Win share": percent(row[f"{side}_share"]),
-                "95% interval": interval(row[f"{side}_low"], row[f"{side}_high"]),
+                "Win share (95% interval)": (
+                    f"{percent(row[f'{side}_share'])} "
+                    f"({interval(row[f'{side}_low'], row[f'{side}_high'])})"
+                ),
             }
         )
     return pd.DataFrame(rows)
@@ -260,3 +261,30 @@ def own_results(votes: pd.DataFrame, annotator: str) -> pd.DataFrame:
         for s in group.sets
     ]
     return pd.DataFrame(rows, columns=columns)
+
+
+def reason_tag_table(votes: pd.DataFrame) -> pd.DataFrame:
+    """Reason tags broken down per hyperparameter: how many votes carry each tag, their share of
+    the group's votes, and how those votes went (a win, same, both bad). `votes` needs a `tags`
+    column (`live_votes_frame(..., with_tags=True)`); empty when no vote has a tag."""
+    columns = ["Hyperparameter", "Reason", "Votes", "Share of votes", "Wins", "Same", "Both bad"]
+    if "tags" not in votes.columns or votes.empty:
+        return pd.DataFrame(columns=columns)
+    per_group = votes.groupby("group", observed=True).size()
+    tagged = votes[["group", "choice", "tags"]].explode("tags").dropna(subset=["tags"])
+    if tagged.empty:
+        return pd.DataFrame(columns=columns)
+    kind = tagged["choice"].astype(str).map({"tie": "Same", "both_bad": "Both bad"}).fillna("Wins")
+    counts = (
+        pd.crosstab([tagged["group"].astype(str), tagged["tags"]], kind)
+        .reindex(columns=["Wins", "Same", "Both bad"], fill_value=0)
+        .reset_index()
+        .rename_axis(columns=None)
+    )
+    counts["Votes"] = counts[["Wins", "Same", "Both bad"]].sum(axis=1)
+    counts["Share of votes"] = [
+        percent(n / per_group[g]) for g, n in zip(counts["group"], counts["Votes"], strict=True)
+    ]
+    counts = counts.rename(columns={"group": "Hyperparameter", "tags": "Reason"})
+    counts = counts.sort_values(["Hyperparameter", "Votes"], ascending=[True, False], kind="stable")
+    return counts[columns].reset_index(drop=True)

@@ -55,10 +55,15 @@ def interval_chart(
     axis = alt.Axis(labelLimit=0, labelExpr="split(datum.label, '\\n')", title=None)
     y = alt.Y("_label:N", sort=list(frame["_label"]), axis=axis)
     scale = alt.Scale(domain=[0, 1]) if share else alt.Scale(zero=False)
-    x_format = ".0%" if share else "d"
+    ticks = [0, 0.25, 0.5, 0.75, 1] if share else alt.Undefined
     base = alt.Chart(frame)
     bars = base.mark_rule(strokeWidth=2).encode(
-        x=alt.X(f"{low}:Q", title=title, scale=scale, axis=alt.Axis(format=x_format)),
+        x=alt.X(
+            f"{low}:Q",
+            title=title,
+            scale=scale,
+            axis=alt.Axis(format=".0%" if share else "d", values=ticks),
+        ),
         x2=f"{high}:Q",
         y=y,
     )
@@ -87,7 +92,9 @@ if access.reason == "closed_to_voters":
     st.error(f"The results of **{study.name}** are not open to voters.")
     st.stop()
 if access.reason == "queue_left":
-    left = f"{access.pairs_left} pairs" if access.pairs_left else "a few repeat pairs"
+    left = {0: "a few repeat pairs", 1: "1 pair"}.get(
+        access.pairs_left, f"{access.pairs_left} pairs"
+    )
     st.info(
         f"The results of **{study.name}** open for you once you have judged all its pairs "
         f"({left} left): until then they would tell you which model made an image you still "
@@ -180,6 +187,14 @@ st.header("Breakdowns")
 for by, title in [("prompt_kind", "Prompt kind"), ("checkpoint", "Checkpoint")]:
     st.subheader(f"By {title.lower()}")
     show_table(tables.breakdown_table(stats.breakdown(votes, by), by, title))
+
+st.header("Ties and reasons")
+reasons = tables.reason_tag_table(votes)
+if reasons.empty:
+    st.caption("No counted vote carries a reason tag yet.")
+else:
+    st.caption("Reason tags the annotators chose, per hyperparameter, and how those votes went.")
+    show_table(reasons)
 
 st.header("Position bias and agreement")
 show_table(tables.position_bias_table(stats.position_bias(votes), "Scope"))

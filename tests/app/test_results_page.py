@@ -50,7 +50,7 @@ def test_voter_sees_results_only_after_their_own_queue_is_done(tiny, db):
         record_vote(db, pair.id, tiny.voter_id, "a", "left", utcnow())
     db.commit()
     at = open_results(tiny.voter_token)
-    assert "once you have judged all its pairs (1 pairs left)" in at.info[0].value
+    assert "once you have judged all its pairs (1 pair left)" in at.info[0].value
     assert not at.dataframe and not at.get("image") and not at.get("arrow_vega_lite_chart")
     record_vote(db, pairs[-1].id, tiny.voter_id, "a", "left", utcnow())
     db.commit()
@@ -76,8 +76,7 @@ def test_summary_card_names_the_winning_setting_first(voted):
     assert list(card["Hyperparameter"]) == ["h1", "h2"]
     assert list(card["Winner"]) == ["h1 = 0", "h2 = 1"]
     assert list(card["Decided by"]) == ["sets won", "sets won"]
-    assert list(card["Win share"]) == ["100%", "100%"]
-    assert all(text.endswith("%") and "–" in text for text in card["95% interval"])
+    assert all(text.startswith("100% (") for text in card["Win share (95% interval)"])
 
 
 def test_tables_use_human_column_names(voted):
@@ -174,11 +173,12 @@ def test_statistics_and_leaderboard_are_shown_as_tables(voted):
     """Win shares, breakdowns, position bias and Bradley-Terry all appear as tables."""
     at = open_results(voted.admin_token)
     headers = [h.value for h in at.header]
-    assert headers[:6] == [
+    assert headers[:7] == [
         "Summary",
         "The article's tables",
         "Pooled win shares",
         "Breakdowns",
+        "Ties and reasons",
         "Position bias and agreement",
         "Bradley-Terry leaderboard",
     ]
@@ -268,3 +268,21 @@ def test_a_new_vote_or_an_undo_shows_at_the_next_rerun(tiny, db):
     undo_last_vote(db, tiny.voter_id, tiny.study_id)
     db.commit()
     assert at.run().caption[0].value.startswith("1 live votes")
+
+
+def test_reason_tags_are_broken_down_per_hyperparameter(tiny, db):
+    """Tags chosen with votes appear per hyperparameter with their count and how the votes went."""
+    for k, pair in enumerate(study_pairs(db, tiny.study_id, include_qc=False)):
+        tags = ["blurry"] if pair.comparison.group == "h1" else ["wrong object", "blurry"]
+        record_vote(
+            db, pair.id, tiny.voter_id, "a", "left" if k % 2 else "tie", utcnow(), tags=tags
+        )
+    db.commit()
+    at = open_results(tiny.admin_token)
+    reasons = next(d.value for d in at.dataframe if "Reason" in d.value.columns)
+    rows = {(r["Hyperparameter"], r["Reason"]): r for r in reasons.to_dict("records")}
+    assert set(rows) == {("h1", "blurry"), ("h2", "blurry"), ("h2", "wrong object")}
+    assert (
+        rows[("h1", "blurry")]["Votes"] == 2 and rows[("h1", "blurry")]["Share of votes"] == "100%"
+    )
+    assert rows[("h2", "wrong object")]["Wins"] + rows[("h2", "wrong object")]["Same"] == 2
