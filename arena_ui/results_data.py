@@ -17,6 +17,7 @@ from evaluation.ranking import bootstrap_leaderboard
 from evaluation.result_tables import own_results as own_results_table
 
 LEADERBOARD_ROUNDS = 200
+BOARD_ROUNDS = 1000  # prompt-bootstrap rounds of each group's stability (decision-rules.md)
 Fingerprint = tuple[int, int, int, int]
 
 
@@ -45,6 +46,28 @@ def leaderboard(study_id: int, fingerprint: Fingerprint) -> pd.DataFrame:
     """Bradley-Terry scores with prompt-bootstrap intervals (seed 0, reproducible)."""
     votes = counted_votes(study_id, fingerprint)
     return bootstrap_leaderboard(votes, rounds=LEADERBOARD_ROUNDS, seed=0).table
+
+
+@st.cache_data(max_entries=16, show_spinner="Computing the decision board")
+def decision_board(
+    study_id: int, fingerprint: Fingerprint, alpha: float, delta: float, vote_cap: int | None
+):
+    """`evaluation.decisions.decide` over the counted votes with the study's own settings
+    (seed 0, reproducible)."""
+    from evaluation.decisions import DecisionSettings, decide
+
+    settings = DecisionSettings(alpha=alpha, delta=delta, vote_cap=vote_cap)
+    return decide(counted_votes(study_id, fingerprint), settings, seed=0, rounds=BOARD_ROUNDS)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def voter_checks(study_id: int, fingerprint: Fingerprint) -> pd.DataFrame:
+    """Per-annotator checks over every live vote (QC repeats and excluded annotators too, so
+    that an admin can judge whom to exclude or restore)."""
+    from evaluation.voter_checks import voter_checks as checks
+
+    votes = all_votes(study_id, fingerprint)
+    return checks(votes.drop(columns=["excluded", "tags"]))
 
 
 def own_results(study_id: int, annotator: str) -> pd.DataFrame:

@@ -288,3 +288,158 @@ def reason_tag_table(votes: pd.DataFrame) -> pd.DataFrame:
     counts = counts.rename(columns={"group": "Hyperparameter", "tags": "Reason"})
     counts = counts.sort_values(["Hyperparameter", "Votes"], ascending=[True, False], kind="stable")
     return counts[columns].reset_index(drop=True)
+
+
+# -- decision board, voter checks, tie rates (frames of evaluation.decisions / voter_checks) --
+
+STATUS_LABEL = {
+    "decided": "● decided",
+    "equivalent": "● equivalent",
+    "capped": "● capped",
+    "open": "○ open",
+    "settled": "● settled",
+}
+STATUS_COLOUR = {  # background, text: green = done, blue = no difference, amber = capped
+    "● decided": ("#d3f2dc", "#14532d"),
+    "● equivalent": ("#dbeafe", "#1e3a8a"),
+    "● capped": ("#fde9c8", "#7c4a03"),
+    "○ open": ("#f1f1f1", "#444444"),
+    "● settled": ("#d3f2dc", "#14532d"),
+}
+VOTES_NEEDED_CAVEAT = (
+    "Votes still needed assume the leader's current share continues. Votes on the same prompt "
+    "are not independent; the e-value treats them as exchangeable. The group's stability, "
+    "which resamples whole prompts, is the check on that."
+)
+
+
+def e_value_text(e: float) -> str:
+    """Two significant figures; very large values as a power of ten."""
+    if not math.isfinite(e) or e >= 1e6:
+        return f"> 10^{int(math.log10(e))}" if math.isfinite(e) else "> 10^300"
+    return f"{e:.2g}" if e < 100 else f"{e:.0f}"
+
+
+def _group_name(group: str) -> str:
+    return group.split(":")[0]
+
+
+def board_comparisons_table(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """`DecisionBoard.comparisons` for reading: status first, the leading variant by name, the
+    leader's wins against the other side's, ties, the e-value and the votes still needed."""
+    rows = []
+    for r in comparisons.itertuples(index=False):
+        leader = r.leader if isinstance(r.leader, str) else None
+        lead, trail = (r.y_wins, r.x_wins) if leader == "y" else (r.x_wins, r.y_wins)
+        rows.append(
+            {
+                "Status": STATUS_LABEL.get(str(r.status), str(r.status)),
+                "Hyperparameter": _group_name(str(r.group)),
+                "Comparison": f"{r.x_variant} vs {r.y_variant}",
+                "Leader": {"x": r.x_variant, "y": r.y_variant}.get(leader, "level"),
+                "Wins": f"{lead}–{trail}",
+                "Ties": int(r.ties),
+                "e-value": e_value_text(float(r.e_value)),
+                "Votes still needed": "–" if pd.isna(r.votes_needed) else str(int(r.votes_needed)),
+            }
+        )
+    columns = ["Status", "Hyperparameter", "Comparison", "Leader", "Wins", "Ties", "e-value"]
+    return pd.DataFrame(rows, columns=[*columns, "Votes still needed"])
+
+
+def board_groups_table(groups: pd.DataFrame) -> pd.DataFrame:
+    """`DecisionBoard.groups` for reading: the verdict by setting, what decided it, stability as
+    a percentage, fragility as a sentence, and settled / open."""
+    rows = []
+    for r in groups.itertuples(index=False):
+        name = _group_name(str(r.group))
+        winner = {"x": f"{name} = {r.x}", "y": f"{name} = {r.y}"}.get(str(r.winner), "draw")
+        n = int(r.fragility)
+        rows.append(
+            {
+                "Status": STATUS_LABEL.get(str(r.status), str(r.status)),
+                "Hyperparameter": str(r.group),
+                "Verdict": winner,
+                "Decided by": {"sets": "sets won", "points": "points"}.get(str(r.decided_by), "–"),
+                "Stability": percent(float(r.stability)),
+                "Robustness": (
+                    "no decisive vote yet"
+                    if n == 0
+                    else f"changes if {n} vote{'s' if n != 1 else ''} are removed"
+                ),
+            }
+        )
+    columns = ["Status", "Hyperparameter", "Verdict", "Decided by", "Stability", "Robustness"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def study_state_sentence(settled: int, open_: int, votes_needed: int | None) -> str:
+    """'5 of 6 comparisons settled, 1 open: about 14 more votes needed.'"""
+    total = settled + open_
+    if open_ == 0:
+        return f"All {total} comparisons are settled: further votes change nothing."
+    needed = (
+        f"about {votes_needed} more votes needed"
+        if votes_needed is not None
+        else "too few votes yet to estimate how many more are needed"
+    )
+    return f"{settled} of {total} comparisons settled, {open_} open: {needed}."
+
+
+def voter_checks_table(checks: pd.DataFrame, excluded: set[str]) -> pd.DataFrame:
+    """`voter_checks.voter_checks` for reading, with whether each annotator is excluded."""
+
+    def share(value: float, n: int | None = None) -> str:
+        text = percent(value)
+        return text if n is None or text == "–" else f"{text} of {n}"
+
+    return pd.DataFrame(
+        {
+            "Annotator": checks["annotator"],
+            "Votes": checks["votes"],
+            "Agrees with the others": [
+                share(v, n)
+                for v, n in zip(checks["agreement_loo"], checks["shared_items"], strict=True)
+            ],
+            "Consistent on repeats": [
+                share(v, n)
+                for v, n in zip(checks["qc_consistency"], checks["qc_votes"], strict=True)
+            ],
+            "Left image chosen": [percent(v) for v in checks["left_share"]],
+            "Median seconds": [
+                "–" if not math.isfinite(v) else f"{v:.1f}" for v in checks["median_seconds"]
+            ],
+            "Outlier score": [
+                "–" if not math.isfinite(v) else f"{v:.3g}" for v in checks["outlier_score"]
+            ],
+            "Flag": ["outlier (> 20)" if f else "" for f in checks["flagged"]],
+            "Excluded": ["yes" if a in excluded else "" for a in checks["annotator"]],
+        }
+    )
+
+
+def tie_kind_table(by_kind: pd.DataFrame) -> pd.DataFrame:
+    """`voter_checks.tie_rates` by kind for reading."""
+    return pd.DataFrame(
+        {
+            "Tie kind": by_kind["kind"].map({"tie": "same", "both_bad": "both bad"}),
+            "Votes": by_kind["votes"],
+            "Share of all votes": [percent(v) for v in by_kind["share"]],
+        }
+    )
+
+
+def tie_prompt_table(by_prompt: pd.DataFrame) -> pd.DataFrame:
+    """`voter_checks.tie_rates` per prompt for reading; prompts that do not discriminate first."""
+    frame = pd.DataFrame(
+        {
+            "Prompt": by_prompt["prompt"],
+            "Votes": by_prompt["votes"],
+            "Same": by_prompt["tie"],
+            "Both bad": by_prompt["both_bad"],
+            "Tie share": [percent(v) for v in by_prompt["tie_share"]],
+            "Mostly ties": ["yes" if f else "" for f in by_prompt["mostly_ties"]],
+            "_order": -by_prompt["tie_share"].astype(float),
+        }
+    )
+    return frame.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)

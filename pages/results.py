@@ -10,13 +10,21 @@ import streamlit as st
 
 from arena_ui.identity import require_user
 from arena_ui.resources import image_file, transaction
-from arena_ui.results_data import all_votes, counted_votes, fingerprint, leaderboard
+from arena_ui.results_data import (
+    all_votes,
+    counted_votes,
+    decision_board,
+    fingerprint,
+    leaderboard,
+    voter_checks,
+)
 from arena_ui.selection import selected_study
 from db.errors import DbError
 from db.queries import (
     comparison_pairs,
     exclude,
     exclusion_history,
+    get_study,
     grid_choices,
     restore,
     study_annotators,
@@ -27,6 +35,11 @@ from evaluation import stats
 from evaluation.blindness import results_access
 from evaluation.downloads import FORMATS, exclusions_csv, export_bytes, file_name
 from evaluation.tally import tally_votes
+
+try:  # evaluation.decisions / voter_checks land with the decisions branch: drop this guard then
+    from evaluation.voter_checks import tie_rates
+except ImportError:
+    tie_rates = None
 
 
 def wrap(name: str, width: int = 22) -> str:
@@ -81,6 +94,16 @@ def show_table(frame: pd.DataFrame, key: str | None = None) -> None:
     st.dataframe(frame, hide_index=True, width="stretch", key=key)
 
 
+def show_with_badges(frame: pd.DataFrame) -> None:
+    """A table whose Status column is drawn as a coloured badge."""
+
+    def badge(value: str) -> str:
+        background, colour = tables.STATUS_COLOUR.get(value, ("#ffffff", "#000000"))
+        return f"background-color: {background}; color: {colour}; font-weight: 600"
+
+    st.dataframe(frame.style.map(badge, subset=["Status"]), hide_index=True, width="stretch")
+
+
 user = require_user()
 study = selected_study(user)
 if study is None:
@@ -107,6 +130,8 @@ print_key = fingerprint(study.id)
 votes = counted_votes(study.id, print_key)
 with transaction(readonly=True) as s:
     exclusions = exclusion_history(s, study.id)
+    row = get_study(s, study.id)
+    rules = (row.alpha, row.delta, row.vote_cap)
 live_excluded = [e for e in exclusions if e.restored_at is None]
 if live_excluded:
     names = ", ".join(f"**{e.annotator}**" for e in live_excluded)
@@ -117,6 +142,28 @@ if live_excluded:
 if votes.empty:
     st.info("No votes counted yet: results appear after the first vote on the Vote page.")
     st.stop()
+
+st.caption(
+    f"{len(votes)} live votes by {votes['annotator'].nunique()} annotators. "
+    "Same and both bad (ties) count for nobody."
+)
+
+if tie_rates is not None:
+    board = decision_board(study.id, print_key, *rules)
+    state = board.summary()
+    st.header("Decision board")
+    st.markdown(tables.study_state_sentence(state.settled, state.open, state.votes_needed))
+    show_with_badges(tables.board_comparisons_table(board.comparisons))
+    st.caption(
+        f"Decided: the e-value reaches {1 / rules[0]:.0f} (1/alpha); equivalent: the 99% "
+        f"interval of the win share lies within 50% ± {rules[1]:.0%}. " + tables.VOTES_NEEDED_CAVEAT
+    )
+    show_with_badges(tables.board_groups_table(board.groups))
+    st.caption(
+        "Stability: the share of bootstrap resamples of whole prompts that give the same "
+        "verdict. A group is settled when every set is decided or equivalent and stability "
+        "is at least 95%."
+    )
 
 mode = st.radio(
     "Count",
@@ -130,10 +177,6 @@ mode = st.radio(
 )
 tally = tally_votes(votes, mode=mode)
 shares = stats.group_win_shares(tally)
-st.caption(
-    f"{len(votes)} live votes by {votes['annotator'].nunique()} annotators. "
-    "Same and both bad (ties) count for nobody."
-)
 
 st.header("Summary")
 st.caption(
@@ -189,6 +232,17 @@ for by, title in [("prompt_kind", "Prompt kind"), ("checkpoint", "Checkpoint")]:
     show_table(tables.breakdown_table(stats.breakdown(votes, by), by, title))
 
 st.header("Ties and reasons")
+if tie_rates is not None:
+    by_kind, by_prompt = tie_rates(votes)
+    show_table(tables.tie_kind_table(by_kind))
+    flagged = by_prompt.loc[by_prompt["mostly_ties"], "prompt"].tolist()
+    if flagged:
+        st.warning(
+            "Most votes are ties on "
+            + ", ".join(f"“{p}”" for p in flagged)
+            + ": such a prompt does not discriminate between the variants."
+        )
+    show_table(tables.tie_prompt_table(by_prompt))
 reasons = tables.reason_tag_table(votes)
 if reasons.empty:
     st.caption("No counted vote carries a reason tag yet.")
@@ -198,7 +252,8 @@ else:
 
 st.header("Position bias and agreement")
 show_table(tables.position_bias_table(stats.position_bias(votes), "Scope"))
-show_table(tables.position_bias_table(stats.position_bias(votes, by="annotator"), "Annotator"))
+if user.is_admin and tie_rates is None:  # else per-annotator figures are in Voter checks
+    show_table(tables.position_bias_table(stats.position_bias(votes, by="annotator"), "Annotator"))
 agreement = stats.annotator_agreement(votes)
 sentence = tables.agreement_sentence(agreement, votes["annotator"].nunique())
 if sentence:
@@ -211,6 +266,20 @@ else:
     show_table(tables.agreement_table(agreement))
 
 if user.is_admin:
+    st.header("Voter checks")
+    if tie_rates is not None:
+        checks = voter_checks(study.id, print_key)
+        excluded_names = {e.annotator for e in live_excluded}
+        st.caption(
+            "Per annotator: agreement with the majority of the others on the pairs they share, "
+            "consistency on quality-control repeats (sides swapped), how often the left image "
+            "won (50% = no position bias), median seconds per vote, and FastChat's outlier "
+            "score (flagged above 20; only with 5 votes or more)."
+        )
+        show_table(tables.voter_checks_table(checks, excluded_names))
+        for name in checks.loc[checks["flagged"], "annotator"]:
+            if name not in excluded_names:
+                st.warning(f"**{name}** votes unlike the others (outlier score above 20).")
     st.subheader("Exclusions")
     st.caption(
         "An excluded annotator's votes are left out of every tally, chart and download of this "
@@ -258,13 +327,13 @@ if user.is_admin:
                 st.rerun()
 
 st.header("Bradley-Terry leaderboard")
-board = leaderboard(study.id, print_key)
+ranking = leaderboard(study.id, print_key)
 st.caption("Elo-scaled strength; bars are 95% bootstrap intervals that resample whole prompts.")
 st.altair_chart(
-    interval_chart(board, "elo", "elo_low", "elo_high", "variant", "Elo", share=False),
+    interval_chart(ranking, "elo", "elo_low", "elo_high", "variant", "Elo", share=False),
     width="stretch",
 )
-show_table(tables.leaderboard_table(board))
+show_table(tables.leaderboard_table(ranking))
 
 st.header("Drill-down")
 comparison = st.selectbox(

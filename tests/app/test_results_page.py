@@ -14,6 +14,11 @@ from db.queries import record_vote, study_pairs
 RESULTS_PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "results.py")
 
 
+def table_with(at: AppTest, column: str):
+    """The first table on the page that has `column`."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
 def open_results(token: str) -> AppTest:
     at = AppTest.from_file(RESULTS_PAGE, default_timeout=TIMEOUT)
     at.query_params["token"] = token
@@ -67,12 +72,65 @@ def test_admin_sees_results_while_voters_still_vote(tiny, db):
     assert not at.error and not at.info and at.dataframe
 
 
+def test_decision_board_heads_the_page_with_status_leader_and_votes_needed(voted):
+    """The board comes first: one row per comparison (status badge, leader by name, wins, ties,
+    e-value, votes still needed, with the independence caveat) and one per group."""
+    pytest.importorskip("evaluation.decisions")
+    at = open_results(voted.admin_token)
+    assert [h.value for h in at.header][:2] == ["Decision board", "Summary"]
+    assert "0 of 2 comparisons settled, 2 open" in at.markdown[0].value
+    comparisons, groups = at.dataframe[0].value, at.dataframe[1].value
+    assert list(comparisons["Status"]) == ["○ open", "○ open"]
+    assert list(comparisons["Leader"]) == ["tiny-v0", "tiny-v2"]
+    assert list(comparisons["Wins"]) == ["2–0", "2–0"]
+    assert list(comparisons["e-value"]) == ["1.3", "1.3"]  # 2^2 / (3 * C(2, 2)) = 4/3
+    assert list(comparisons["Votes still needed"]) == ["–", "–"]  # n < 6: no estimate
+    assert any("not independent" in c.value for c in at.caption)
+    assert list(groups["Verdict"]) == ["h1 = 0", "h2 = 1"]
+    assert list(groups["Robustness"]) == ["changes if 2 votes are removed"] * 2
+    assert set(groups["Status"]) == {"○ open"}
+
+
+def test_voter_checks_show_each_annotator_to_the_admin_only(tiny2, db):
+    """Voter checks list each annotator (agreement, repeats, left share, seconds, outlier
+    score, excluded); a voter whose queue is done does not see them."""
+    pytest.importorskip("evaluation.voter_checks")
+    two_voters(tiny2, db)
+    at = open_results(tiny2.admin_token)
+    checks = next(d.value for d in at.dataframe if "Agrees with the others" in d.value.columns)
+    assert list(checks["Annotator"]) == ["bob", "voter-1"]
+    assert list(checks["Agrees with the others"]) == ["0% of 4", "0% of 4"]
+    assert list(checks["Left image chosen"]) == ["100%", "0%"]
+    assert list(checks["Excluded"]) == ["", ""]
+    db.get(Study, tiny2.study_id).results_visible_to_voters = True
+    db.commit()
+    voter = open_results(tiny2.voter_token)
+    assert "Voter checks" not in [h.value for h in voter.header]
+    assert not any("Agrees with the others" in d.value.columns for d in voter.dataframe)
+
+
+def test_prompts_where_most_votes_are_ties_are_flagged(tiny, db):
+    """Tie rates by kind (same, both bad) and per prompt; a prompt with mostly ties is named."""
+    pytest.importorskip("evaluation.voter_checks")
+    for pair in study_pairs(db, tiny.study_id, include_qc=False):
+        tie = pair.prompt.text == "tiny prompt 0"
+        record_vote(db, pair.id, tiny.voter_id, "a", "tie" if tie else "left", utcnow())
+    db.commit()
+    at = open_results(tiny.admin_token)
+    kinds = next(d.value for d in at.dataframe if "Tie kind" in d.value.columns)
+    assert list(kinds["Share of all votes"]) == ["50%", "0%"]
+    prompts = next(d.value for d in at.dataframe if "Mostly ties" in d.value.columns)
+    assert list(prompts["Prompt"]) == ["tiny prompt 0", "tiny prompt 1, detail"]
+    assert list(prompts["Mostly ties"]) == ["yes", ""]
+    assert any("“tiny prompt 0”" in w.value for w in at.warning)
+
+
 def test_summary_card_names_the_winning_setting_first(voted):
     """The first table is the summary: per hyperparameter the winning setting, what decided
     it, and its win share with an interval, as percentages."""
     at = open_results(voted.admin_token)
-    assert [h.value for h in at.header][0] == "Summary"
-    card = at.dataframe[0].value
+    assert "Summary" in [h.value for h in at.header][:2]
+    card = table_with(at, "Win share (95% interval)")
     assert list(card["Hyperparameter"]) == ["h1", "h2"]
     assert list(card["Winner"]) == ["h1 = 0", "h2 = 1"]
     assert list(card["Decided by"]) == ["sets won", "sets won"]
@@ -120,12 +178,12 @@ def test_excluding_an_annotator_changes_the_tally_and_restoring_it_undoes_that(t
     and the page says who is left out; Restore counts voter-1 again."""
     other = two_voters(tiny2, db)
     at = open_results(tiny2.admin_token)
-    assert list(at.dataframe[0].value["Winner"]) == ["draw", "draw"]
+    assert list(table_with(at, "Winner")["Winner"]) == ["draw", "draw"]
     at.selectbox(key="results_exclude_who").set_value(other)
     at.text_input(key="results_exclude_reason").input("clicked right on everything")
     next(b for b in at.button if b.label == "Exclude from the tallies").click().run()
     assert not at.exception
-    assert list(at.dataframe[0].value["Winner"]) == ["h1 = 0", "h2 = 0"]
+    assert list(table_with(at, "Winner")["Winner"]) == ["h1 = 0", "h2 = 0"]
     assert "voter-1" in at.warning[0].value
     assert at.caption[0].value.startswith(f"{tiny2.n_pairs} live votes by 1 annotators")
     from db.models import AnnotatorExclusion
@@ -133,7 +191,7 @@ def test_excluding_an_annotator_changes_the_tally_and_restoring_it_undoes_that(t
     row = db.scalar(select(AnnotatorExclusion))
     assert row.reason == "clicked right on everything" and row.excluded_by_id == tiny2.admin_id
     at.button(key=f"results_restore_{row.annotator_id}").click().run()
-    assert list(at.dataframe[0].value["Winner"]) == ["draw", "draw"]
+    assert list(table_with(at, "Winner")["Winner"]) == ["draw", "draw"]
     assert not at.warning
     db.rollback()  # end the read snapshot taken before the restore
     assert db.scalar(select(AnnotatorExclusion)).restored_at is not None
@@ -157,7 +215,7 @@ def test_article_tables_count_sets_and_points_per_hyperparameter(voted):
     at = open_results(voted.admin_token)
     assert not at.exception
     assert [h.value for h in at.subheader][:2] == ["h1", "h2"]
-    h1_sets, h1_totals = at.dataframe[1].value, at.dataframe[2].value
+    h1_sets, h1_totals = table_with(at, "0 wins"), table_with(at, "0 sets won (組数)")
     assert list(h1_sets["0 wins"]) == [2] and list(h1_sets["1 wins"]) == [0]
     assert list(h1_sets["Set winner"]) == ["h1 = 0"]
     assert list(h1_totals["0 sets won (組数)"]) == [1] and list(h1_totals["1 sets won (組数)"]) == [
@@ -173,13 +231,15 @@ def test_statistics_and_leaderboard_are_shown_as_tables(voted):
     """Win shares, breakdowns, position bias and Bradley-Terry all appear as tables."""
     at = open_results(voted.admin_token)
     headers = [h.value for h in at.header]
-    assert headers[:7] == [
+    headers = headers[headers.index("Summary") :]
+    assert headers[:8] == [
         "Summary",
         "The article's tables",
         "Pooled win shares",
         "Breakdowns",
         "Ties and reasons",
         "Position bias and agreement",
+        "Voter checks",
         "Bradley-Terry leaderboard",
     ]
     tables = [d.value for d in at.dataframe]
