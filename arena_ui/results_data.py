@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from arena_ui.resources import transaction
+from db.engine import data_dir
 from db.queries import live_votes_frame, votes_fingerprint
 from evaluation.ranking import bootstrap_leaderboard
 from evaluation.result_tables import own_results as own_results_table
@@ -68,6 +69,15 @@ def voter_checks(study_id: int, fingerprint: Fingerprint) -> pd.DataFrame:
 
     votes = all_votes(study_id, fingerprint)
     return checks(votes.drop(columns=["excluded", "tags"]))
+
+
+def report_bytes(study_name: str) -> bytes:
+    """The study's report (report.html, tables.md, grids/, votes.csv) as a zip, written when
+    the download button is clicked."""
+    from evaluation.report import report_zip
+
+    with transaction(readonly=True) as s:
+        return report_zip(s, data_dir(), study_name)
 
 
 def own_results(study_id: int, annotator: str) -> pd.DataFrame:

@@ -1,8 +1,11 @@
 """Blind means blind: when a voter may see a study's results (tables, drill-down, leaderboard).
 
 A voter sees them only when the study allows voters to see results at all and their own queue
-is done: a live vote on every regular pair and no quality-control repeat still due. Before that
-the results would tell them which model made an image they may still judge. Admins always may.
+is done: a live vote on every regular pair and no quality-control repeat still due (or the study
+is closed or archived, so nothing can be judged any more). Before that the results would tell
+them which model made an image they may still judge. Admins always may. A voter who stopped
+because the study is settled still has pairs that an exclusion or a new setting can reopen, so
+their results stay closed until they judged every pair or the study is closed.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from sqlalchemy.orm import Session
 
 from db.queries import get_study, progress
 from evaluation.scheduling import next_pair
+
+FINISHED_STATUSES = ("closed", "archived")  # no pair of such a study is served any more
 
 
 @dataclass(frozen=True)
@@ -34,8 +39,11 @@ def results_access(s: Session, annotator_id: int, is_admin: bool, study_id: int)
     """Whether the annotator may see the study's results now, and why (for the page's message)."""
     if is_admin:
         return ResultsAccess(True, "admin")
-    if not get_study(s, study_id).results_visible_to_voters:
+    study = get_study(s, study_id)
+    if not study.results_visible_to_voters:
         return ResultsAccess(False, "closed_to_voters")
+    if study.status in FINISHED_STATUSES:
+        return ResultsAccess(True, "queue_done")
     left = progress(s, annotator_id, study_id).remaining
     if left > 0 or not queue_done(s, annotator_id, study_id):
         return ResultsAccess(False, "queue_left", pairs_left=left)

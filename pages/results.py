@@ -16,6 +16,7 @@ from arena_ui.results_data import (
     decision_board,
     fingerprint,
     leaderboard,
+    report_bytes,
     voter_checks,
 )
 from arena_ui.selection import selected_study
@@ -40,6 +41,10 @@ try:  # evaluation.decisions / voter_checks land with the decisions branch: drop
     from evaluation.voter_checks import tie_rates
 except ImportError:
     tie_rates = None
+try:  # evaluation.report lands with the imports/report branch: drop this guard then
+    from evaluation.report import ReportError
+except ImportError:
+    ReportError = None
 
 
 def wrap(name: str, width: int = 22) -> str:
@@ -395,6 +400,15 @@ for col, kind, label in zip(
         file_name=f"{study.name}-{name}",
         mime=mime,
         key=f"download_{kind}",
+        on_click="ignore",
+    )
+if user.is_admin and ReportError is not None:
+    st.download_button(
+        "Report (zip: report.html, tables.md, grids, votes CSV)",
+        partial(report_bytes, study.name),  # written only when clicked
+        file_name=f"{study.name}-report.zip",
+        mime="application/zip",
+        key="download_report",
         on_click="ignore",
     )
 if exclusions:

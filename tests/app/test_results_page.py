@@ -63,6 +63,21 @@ def test_voter_sees_results_only_after_their_own_queue_is_done(tiny, db):
     assert not at.info and at.title[0].value == "Results: tiny"
 
 
+def test_a_closed_study_opens_its_results_to_voters_who_did_not_finish(tiny, db):
+    """Once the study is closed nothing can be judged any more, so an allowed voter may look."""
+    study = db.get(Study, tiny.study_id)
+    study.results_visible_to_voters = True
+    study.status = "closed"
+    db.commit()
+    from evaluation.blindness import results_access
+
+    assert results_access(db, tiny.voter_id, False, tiny.study_id).allowed
+    study.status = "open"
+    db.commit()
+    access = results_access(db, tiny.voter_id, False, tiny.study_id)
+    assert (access.allowed, access.reason, access.pairs_left) == (False, "queue_left", tiny.n_pairs)
+
+
 def test_admin_sees_results_while_voters_still_vote(tiny, db):
     """The admin's view does not wait for anyone's queue (nor for the study to allow voters)."""
     pair = study_pairs(db, tiny.study_id, include_qc=False)[0]
@@ -263,7 +278,7 @@ def test_downloads_offer_csv_parquet_and_fastchat(voted):
     """Three download buttons: interchange CSV, Parquet and FastChat battle JSON."""
     at = open_results(voted.admin_token)
     labels = [d.proto.label for d in at.get("download_button")]
-    assert labels == ["Votes CSV", "Votes Parquet", "FastChat battles JSON"]
+    assert labels[:3] == ["Votes CSV", "Votes Parquet", "FastChat battles JSON"]
 
 
 def test_downloaded_files_hold_every_live_vote(voted, db):
@@ -346,3 +361,18 @@ def test_reason_tags_are_broken_down_per_hyperparameter(tiny, db):
         rows[("h1", "blurry")]["Votes"] == 2 and rows[("h1", "blurry")]["Share of votes"] == "100%"
     )
     assert rows[("h2", "wrong object")]["Wins"] + rows[("h2", "wrong object")]["Same"] == 2
+
+
+def test_admin_downloads_the_report_as_one_zip(voted):
+    """The admin's Report button gives a zip with report.html, tables.md and the votes CSV."""
+    pytest.importorskip("evaluation.report")
+    import io
+    import zipfile
+
+    from arena_ui.results_data import report_bytes
+
+    at = open_results(voted.admin_token)
+    assert at.get("download_button")[3].proto.label.startswith("Report (zip")
+    with zipfile.ZipFile(io.BytesIO(report_bytes(voted.study_name))) as archive:
+        names = {name.split("/", 1)[1] for name in archive.namelist()}
+    assert {"report.html", "tables.md", "votes.csv"} <= names
