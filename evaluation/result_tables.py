@@ -307,9 +307,10 @@ STATUS_COLOUR = {  # background, text: green = done, blue = no difference, amber
     "● settled": ("#d3f2dc", "#14532d"),
 }
 VOTES_NEEDED_CAVEAT = (
-    "Votes still needed assume the leader's current share continues. Votes on the same prompt "
-    "are not independent; the e-value treats them as exchangeable. The group's stability, "
-    "which resamples whole prompts, is the check on that."
+    "Votes needed: how many more votes until the comparison is decided or equivalent, if the "
+    "leader's current share continues (– when there are fewer than 6 decisive votes). Caveat: "
+    "votes on the same prompt are not independent; the e-value treats them as exchangeable. "
+    "The group's stability, which resamples whole prompts, is the check on that."
 )
 
 
@@ -326,7 +327,8 @@ def _group_name(group: str) -> str:
 
 def board_comparisons_table(comparisons: pd.DataFrame) -> pd.DataFrame:
     """`DecisionBoard.comparisons` for reading: status first, the leading variant by name, the
-    leader's wins against the other side's, ties, the e-value and the votes still needed."""
+    leader's wins against the other side's and the ties ("6–2, 4"), the e-value and the votes
+    still needed."""
     rows = []
     for r in comparisons.itertuples(index=False):
         leader = r.leader if isinstance(r.leader, str) else None
@@ -337,14 +339,13 @@ def board_comparisons_table(comparisons: pd.DataFrame) -> pd.DataFrame:
                 "Hyperparameter": _group_name(str(r.group)),
                 "Comparison": f"{r.x_variant} vs {r.y_variant}",
                 "Leader": {"x": r.x_variant, "y": r.y_variant}.get(leader, "level"),
-                "Wins": f"{lead}–{trail}",
-                "Ties": int(r.ties),
+                "Wins, ties": f"{lead}–{trail}, {int(r.ties)}",
                 "e-value": e_value_text(float(r.e_value)),
-                "Votes still needed": "–" if pd.isna(r.votes_needed) else str(int(r.votes_needed)),
+                "Votes needed": "–" if pd.isna(r.votes_needed) else str(int(r.votes_needed)),
             }
         )
-    columns = ["Status", "Hyperparameter", "Comparison", "Leader", "Wins", "Ties", "e-value"]
-    return pd.DataFrame(rows, columns=[*columns, "Votes still needed"])
+    columns = ["Status", "Hyperparameter", "Comparison", "Leader", "Wins, ties", "e-value"]
+    return pd.DataFrame(rows, columns=[*columns, "Votes needed"])
 
 
 def board_groups_table(groups: pd.DataFrame) -> pd.DataFrame:

@@ -141,8 +141,7 @@ live_excluded = [e for e in exclusions if e.restored_at is None]
 if live_excluded:
     names = ", ".join(f"**{e.annotator}**" for e in live_excluded)
     st.warning(
-        f"Left out of every tally, chart and download below: {names} "
-        "(excluded by an admin; see Voter checks)."
+        f"Left out of every tally, chart and download below: {names} (excluded by an admin)."
     )
 if votes.empty:
     st.info("No votes counted yet: results appear after the first vote on the Vote page.")
@@ -239,7 +238,9 @@ for by, title in [("prompt_kind", "Prompt kind"), ("checkpoint", "Checkpoint")]:
 st.header("Ties and reasons")
 if tie_rates is not None:
     by_kind, by_prompt = tie_rates(votes)
+    st.subheader("Tie rate by kind")
     show_table(tables.tie_kind_table(by_kind))
+    st.subheader("Tie rate per prompt")
     flagged = by_prompt.loc[by_prompt["mostly_ties"], "prompt"].tolist()
     if flagged:
         st.warning(
@@ -249,6 +250,7 @@ if tie_rates is not None:
         )
     show_table(tables.tie_prompt_table(by_prompt))
 reasons = tables.reason_tag_table(votes)
+st.subheader("Reason tags")
 if reasons.empty:
     st.caption("No counted vote carries a reason tag yet.")
 else:

@@ -97,9 +97,9 @@ def test_decision_board_heads_the_page_with_status_leader_and_votes_needed(voted
     comparisons, groups = at.dataframe[0].value, at.dataframe[1].value
     assert list(comparisons["Status"]) == ["○ open", "○ open"]
     assert list(comparisons["Leader"]) == ["tiny-v0", "tiny-v2"]
-    assert list(comparisons["Wins"]) == ["2–0", "2–0"]
+    assert list(comparisons["Wins, ties"]) == ["2–0, 0", "2–0, 0"]
     assert list(comparisons["e-value"]) == ["1.3", "1.3"]  # 2^2 / (3 * C(2, 2)) = 4/3
-    assert list(comparisons["Votes still needed"]) == ["–", "–"]  # n < 6: no estimate
+    assert list(comparisons["Votes needed"]) == ["–", "–"]  # n < 6: no estimate
     assert any("not independent" in c.value for c in at.caption)
     assert list(groups["Verdict"]) == ["h1 = 0", "h2 = 1"]
     assert list(groups["Robustness"]) == ["changes if 2 votes are removed"] * 2
