@@ -41,10 +41,6 @@ try:  # evaluation.decisions / voter_checks land with the decisions branch: drop
     from evaluation.voter_checks import tie_rates
 except ImportError:
     tie_rates = None
-try:  # evaluation.report lands with the imports/report branch: drop this guard then
-    from evaluation.report import ReportError
-except ImportError:
-    ReportError = None
 
 
 def wrap(name: str, width: int = 22) -> str:
@@ -404,7 +400,7 @@ for col, kind, label in zip(
         key=f"download_{kind}",
         on_click="ignore",
     )
-if user.is_admin and ReportError is not None:
+if user.is_admin:
     st.download_button(
         "Report (zip: report.html, tables.md, grids, votes CSV)",
         partial(report_bytes, study.name),  # written only when clicked

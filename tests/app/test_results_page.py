@@ -365,7 +365,6 @@ def test_reason_tags_are_broken_down_per_hyperparameter(tiny, db):
 
 def test_admin_downloads_the_report_as_one_zip(voted):
     """The admin's Report button gives a zip with report.html, tables.md and the votes CSV."""
-    pytest.importorskip("evaluation.report")
     import io
     import zipfile
 
