@@ -375,3 +375,25 @@ def test_admin_downloads_the_report_as_one_zip(voted):
     with zipfile.ZipFile(io.BytesIO(report_bytes(voted.study_name))) as archive:
         names = {name.split("/", 1)[1] for name in archive.namelist()}
     assert {"report.html", "tables.md", "votes.csv"} <= names
+
+
+def test_exclusions_travel_as_their_own_csv_beside_the_votes(tiny2, db):
+    """After an exclusion the page offers an Exclusions CSV (who, by whom, why, votes left out),
+    and a reason that looks like a formula is written as text."""
+    import io
+
+    import pandas as pd
+
+    from db.queries import exclude, exclusion_history
+    from evaluation.downloads import exclusions_csv
+
+    other = two_voters(tiny2, db)
+    exclude(db, tiny2.study_id, other, by_id=tiny2.admin_id, reason="=HYPERLINK(1)")
+    db.commit()
+    at = open_results(tiny2.admin_token)
+    assert "Exclusions CSV" in [d.proto.label for d in at.get("download_button")]
+    rows = pd.DataFrame([e.__dict__ for e in exclusion_history(db, tiny2.study_id)])
+    rows["votes"] = [tiny2.n_pairs]
+    table = pd.read_csv(io.BytesIO(exclusions_csv(rows)))
+    assert list(table["annotator"]) == ["voter-1"] and list(table["excluded_by"]) == ["alice"]
+    assert list(table["reason"]) == ["'=HYPERLINK(1)"] and list(table["votes"]) == [4]
