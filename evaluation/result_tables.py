@@ -41,6 +41,20 @@ def p_value(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.2g}"
 
 
+def wrap_label(name: str, width: int = 22) -> str:
+    """A long variant name broken after '-', '_' or ' ' into lines of about `width` characters
+    (never cut: two names never wrap to the same text)."""
+    lines, line = [], ""
+    for piece in (
+        name.replace("-", "-\x00").replace("_", "_\x00").replace(" ", " \x00").split("\x00")
+    ):
+        if line and len(line) + len(piece) > width:
+            lines.append(line)
+            line = ""
+        line += piece
+    return "\n".join([*lines, line])
+
+
 def side_label(group: GroupTally, side: str) -> str:
     """'embed_dim = 2D' for side 'x' of the embed_dim table."""
     setting = group.x if side == "x" else group.y

@@ -43,26 +43,12 @@ except ImportError:
     tie_rates = None
 
 
-def wrap(name: str, width: int = 22) -> str:
-    """A long variant name broken after '-', '_' or ' ' into lines of about `width` characters
-    (never cut: two names never wrap to the same text)."""
-    lines, line = [], ""
-    for piece in (
-        name.replace("-", "-\x00").replace("_", "_\x00").replace(" ", " \x00").split("\x00")
-    ):
-        if line and len(line) + len(piece) > width:
-            lines.append(line)
-            line = ""
-        line += piece
-    return "\n".join([*lines, line])
-
-
 def interval_chart(
     frame: pd.DataFrame, value: str, low: str, high: str, row: str, title: str, *, share: bool
 ) -> alt.Chart:
     """A point per row with its interval as a bar and its value written beside it, rows in
     the frame's order with full (wrapped) labels; share charts get a line at 0.5."""
-    frame = frame.assign(_label=[wrap(str(v)) for v in frame[row]])
+    frame = frame.assign(_label=[tables.wrap_label(str(v)) for v in frame[row]])
     frame["_text"] = [
         f"{v:.0%}" if share else f"{v:.0f}" for v in frame[value].astype(float).fillna(0)
     ]

@@ -397,3 +397,22 @@ def test_exclusions_travel_as_their_own_csv_beside_the_votes(tiny2, db):
     table = pd.read_csv(io.BytesIO(exclusions_csv(rows)))
     assert list(table["annotator"]) == ["voter-1"] and list(table["excluded_by"]) == ["alice"]
     assert list(table["reason"]) == ["'=HYPERLINK(1)"] and list(table["votes"]) == [4]
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("vt-embed-dimension-study-v1-long-suffix", "vt-embed-dimension-study-v2-long-suffix"),
+        ("a_very_long_variant_name_without_dashes_x", "a_very_long_variant_name_without_dashes_y"),
+        ("short", "shorter"),
+    ],
+)
+def test_chart_labels_wrap_full_names_and_never_merge_two(names):
+    """Chart labels keep every character (lines joined give the name back), lines stay short
+    where the name can break, and two names never become the same label."""
+    from evaluation.result_tables import wrap_label
+
+    labels = [wrap_label(name) for name in names]
+    assert [label.replace("\n", "") for label in labels] == list(names)
+    assert labels[0] != labels[1]
+    assert all(len(line) <= 22 for label in labels for line in label.split("\n"))
