@@ -388,12 +388,13 @@ for col, kind, label in zip(
     )
 if user.is_admin:
     st.download_button(
-        "Report (zip: report.html, tables.md, grids, votes CSV)",
+        "Study report (zip)",
         partial(report_bytes, study.name),  # written only when clicked
         file_name=f"{study.name}-report.zip",
         mime="application/zip",
         key="download_report",
         on_click="ignore",
+        help="report.html (self-contained), tables.md, grids/ and votes.csv",
     )
 if exclusions:
     every = pd.DataFrame([e.__dict__ for e in exclusions])
