@@ -115,8 +115,9 @@ def verdict(group: GroupTally) -> str:
 
 
 def summary_card(tally: Tally, shares: pd.DataFrame) -> pd.DataFrame:
-    """One row per hyperparameter: the winning setting, what decided it, and the winner's share
-    of the decisive votes with its 95% interval (`shares`: `stats.group_win_shares(tally)`)."""
+    """One row per hyperparameter: the winning setting ("embed_dim = 2D", or "embed_dim: draw"),
+    what decided it, and the winner's share of the decisive votes with its 95% interval
+    (`shares`: `stats.group_win_shares(tally)`). Four narrow columns, to read on a phone."""
     by_group = shares.set_index("group")
     rows = []
     for g in tally.groups:
@@ -124,8 +125,7 @@ def summary_card(tally: Tally, shares: pd.DataFrame) -> pd.DataFrame:
         side = "y" if g.winner == "y" else "x"
         rows.append(
             {
-                "Hyperparameter": g.group,
-                "Winner": "draw" if g.winner == "draw" else side_label(g, g.winner),
+                "Winner": f"{g.group}: draw" if g.winner == "draw" else side_label(g, g.winner),
                 "Decided by": {"sets": "sets won", "points": "points", "draw": "–"}[g.decided_by],
                 "Sets": f"{g.x_sets}–{g.y_sets}" if side == "x" else f"{g.y_sets}–{g.x_sets}",
                 "Win share (95% interval)": (

@@ -146,7 +146,6 @@ def test_summary_card_names_the_winning_setting_first(voted):
     at = open_results(voted.admin_token)
     assert "Summary" in [h.value for h in at.header][:2]
     card = table_with(at, "Win share (95% interval)")
-    assert list(card["Hyperparameter"]) == ["h1", "h2"]
     assert list(card["Winner"]) == ["h1 = 0", "h2 = 1"]
     assert list(card["Decided by"]) == ["sets won", "sets won"]
     assert all(text.startswith("100% (") for text in card["Win share (95% interval)"])
@@ -193,7 +192,7 @@ def test_excluding_an_annotator_changes_the_tally_and_restoring_it_undoes_that(t
     and the page says who is left out; Restore counts voter-1 again."""
     other = two_voters(tiny2, db)
     at = open_results(tiny2.admin_token)
-    assert list(table_with(at, "Winner")["Winner"]) == ["draw", "draw"]
+    assert list(table_with(at, "Winner")["Winner"]) == ["h1: draw", "h2: draw"]
     at.selectbox(key="results_exclude_who").set_value(other)
     at.text_input(key="results_exclude_reason").input("clicked right on everything")
     next(b for b in at.button if b.label == "Exclude from the tallies").click().run()
@@ -206,7 +205,7 @@ def test_excluding_an_annotator_changes_the_tally_and_restoring_it_undoes_that(t
     row = db.scalar(select(AnnotatorExclusion))
     assert row.reason == "clicked right on everything" and row.excluded_by_id == tiny2.admin_id
     at.button(key=f"results_restore_{row.annotator_id}").click().run()
-    assert list(table_with(at, "Winner")["Winner"]) == ["draw", "draw"]
+    assert list(table_with(at, "Winner")["Winner"]) == ["h1: draw", "h2: draw"]
     assert not at.warning
     db.rollback()  # end the read snapshot taken before the restore
     assert db.scalar(select(AnnotatorExclusion)).restored_at is not None
