@@ -8,6 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from arena_ui.exclusions import exclusion_controls
 from arena_ui.identity import require_user
 from arena_ui.resources import image_file, transaction
 from arena_ui.results_data import (
@@ -20,15 +21,11 @@ from arena_ui.results_data import (
     voter_checks,
 )
 from arena_ui.selection import selected_study
-from db.errors import DbError
 from db.queries import (
     comparison_pairs,
-    exclude,
     exclusion_history,
     get_study,
     grid_choices,
-    restore,
-    study_annotators,
     study_grid,
 )
 from evaluation import result_tables as tables
@@ -127,6 +124,8 @@ if live_excluded:
     )
 if votes.empty:
     st.info("No votes counted yet: results appear after the first vote on the Vote page.")
+    if user.is_admin and live_excluded:
+        exclusion_controls(study.id, user.id, live_excluded)  # e.g. to restore the only voter
     st.stop()
 
 st.caption(
@@ -269,51 +268,7 @@ if user.is_admin:
         for name in checks.loc[checks["flagged"], "annotator"]:
             if name not in excluded_names:
                 st.warning(f"**{name}** votes unlike the others (outlier score above 20).")
-    st.subheader("Exclusions")
-    st.caption(
-        "An excluded annotator's votes are left out of every tally, chart and download of this "
-        "study; the exclusion is recorded and can be undone."
-    )
-    with transaction(readonly=True) as s:
-        annotators = dict(study_annotators(s, study.id))
-    excluded_ids = {e.annotator_id for e in live_excluded}
-    candidates = [a for a in annotators if a not in excluded_ids]
-    with st.form("results_exclude_form", clear_on_submit=True, border=False):
-        col_who, col_why = st.columns([1, 2])
-        who = col_who.selectbox(
-            "Annotator",
-            candidates,
-            format_func=annotators.get,
-            key="results_exclude_who",
-            index=None,
-            placeholder="choose an annotator",
-        )
-        why = col_why.text_input("Reason (recorded)", key="results_exclude_reason")
-        if st.form_submit_button("Exclude from the tallies"):
-            if who is None:
-                st.error("Choose the annotator to exclude first.")
-            else:
-                try:
-                    with transaction() as s:
-                        exclude(s, study.id, who, by_id=user.id, reason=why)
-                except DbError as error:
-                    st.error(str(error))
-                else:
-                    st.rerun()
-    for e in live_excluded:
-        col_text, col_button = st.columns([3, 1])
-        col_text.markdown(
-            f"**{e.annotator}** excluded by {e.excluded_by or 'an admin'} on "
-            f"{e.excluded_at:%Y-%m-%d %H:%M} UTC" + (f": {e.reason}" if e.reason else "")
-        )
-        if col_button.button("Restore", key=f"results_restore_{e.annotator_id}"):
-            try:
-                with transaction() as s:
-                    restore(s, study.id, e.annotator_id)
-            except DbError as error:
-                st.error(str(error))
-            else:
-                st.rerun()
+    exclusion_controls(study.id, user.id, live_excluded)
 
 st.header("Bradley-Terry leaderboard")
 ranking = leaderboard(study.id, print_key)

@@ -415,3 +415,15 @@ def test_chart_labels_wrap_full_names_and_never_merge_two(names):
     assert [label.replace("\n", "") for label in labels] == list(names)
     assert labels[0] != labels[1]
     assert all(len(line) <= 22 for label in labels for line in label.split("\n"))
+
+
+def test_an_admin_can_restore_the_only_voter_after_excluding_them(voted, db):
+    """With every vote excluded the page says nothing is counted but still offers Restore."""
+    from db.queries import exclude
+
+    exclude(db, voted.study_id, voted.voter_id, by_id=voted.admin_id)
+    db.commit()
+    at = open_results(voted.admin_token)
+    assert "No votes counted yet" in at.info[0].value
+    at.button(key=f"results_restore_{voted.voter_id}").click().run()
+    assert not at.info and table_with(at, "Winner") is not None
