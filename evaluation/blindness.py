@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from db.queries import get_study, progress
-from evaluation.scheduling import next_pair
+from evaluation.scheduling import next_pair, study_is_settled
 
 FINISHED_STATUSES = ("closed", "archived")  # no pair of such a study is served any more
 
@@ -23,8 +23,8 @@ FINISHED_STATUSES = ("closed", "archived")  # no pair of such a study is served 
 @dataclass(frozen=True)
 class ResultsAccess:
     allowed: bool
-    reason: str  # "admin", "queue_done", "closed_to_voters" or "queue_left"
-    pairs_left: int = 0  # regular pairs the voter has not judged yet (for "queue_left")
+    reason: str  # "admin", "queue_done", "closed_to_voters", "queue_left" or "settled"
+    pairs_left: int = 0  # regular pairs the voter has not judged yet ("queue_left", "settled")
 
 
 def queue_done(s: Session, annotator_id: int, study_id: int) -> bool:
@@ -45,6 +45,8 @@ def results_access(s: Session, annotator_id: int, is_admin: bool, study_id: int)
     if study.status in FINISHED_STATUSES:
         return ResultsAccess(True, "queue_done")
     left = progress(s, annotator_id, study_id).remaining
+    if left > 0 and study_is_settled(s, study_id):
+        return ResultsAccess(False, "settled", pairs_left=left)
     if left > 0 or not queue_done(s, annotator_id, study_id):
         return ResultsAccess(False, "queue_left", pairs_left=left)
     return ResultsAccess(True, "queue_done")

@@ -33,11 +33,7 @@ from evaluation import stats
 from evaluation.blindness import results_access
 from evaluation.downloads import FORMATS, exclusions_csv, export_bytes, file_name
 from evaluation.tally import tally_votes
-
-try:  # evaluation.decisions / voter_checks land with the decisions branch: drop this guard then
-    from evaluation.voter_checks import tie_rates
-except ImportError:
-    tie_rates = None
+from evaluation.voter_checks import tie_rates
 
 
 def interval_chart(
@@ -98,6 +94,14 @@ with transaction(readonly=True) as s:
 if access.reason == "closed_to_voters":
     st.error(f"The results of **{study.name}** are not open to voters.")
     st.stop()
+if access.reason == "settled":
+    st.info(
+        f"**{study.name}** is settled: no pair is being served now. Its results open for you "
+        f"when an admin closes the study, or once you have judged your {access.pairs_left} "
+        "remaining pairs if a comparison reopens: until then they could tell you which model "
+        "made an image you may still judge."
+    )
+    st.stop()
 if access.reason == "queue_left":
     left = {0: "a few repeat pairs", 1: "1 pair"}.get(
         access.pairs_left, f"{access.pairs_left} pairs"
@@ -133,22 +137,21 @@ st.caption(
     "Same and both bad (ties) count for nobody."
 )
 
-if tie_rates is not None:
-    board = decision_board(study.id, print_key, *rules)
-    state = board.summary()
-    st.header("Decision board")
-    st.markdown(tables.study_state_sentence(state.settled, state.open, state.votes_needed))
-    show_with_badges(tables.board_comparisons_table(board.comparisons))
-    st.caption(
-        f"Decided: the e-value reaches {1 / rules[0]:.0f} (1/alpha); equivalent: the 99% "
-        f"interval of the win share lies within 50% ± {rules[1]:.0%}. " + tables.VOTES_NEEDED_CAVEAT
-    )
-    show_with_badges(tables.board_groups_table(board.groups))
-    st.caption(
-        "Stability: the share of bootstrap resamples of whole prompts that give the same "
-        "verdict. A group is settled when every set is decided or equivalent and stability "
-        "is at least 95%."
-    )
+board = decision_board(study.id, print_key, *rules)
+state = board.summary()
+st.header("Decision board")
+st.markdown(tables.study_state_sentence(state.settled, state.open, state.votes_needed))
+show_with_badges(tables.board_comparisons_table(board.comparisons))
+st.caption(
+    f"Decided: the e-value reaches {1 / rules[0]:.0f} (1/alpha); equivalent: the 99% "
+    f"interval of the win share lies within 50% ± {rules[1]:.0%}. " + tables.VOTES_NEEDED_CAVEAT
+)
+show_with_badges(tables.board_groups_table(board.groups))
+st.caption(
+    "Stability: the share of bootstrap resamples of whole prompts that give the same "
+    "verdict. A group is settled when every set is decided or equivalent and stability "
+    "is at least 95%."
+)
 
 mode = st.radio(
     "Count",
@@ -217,19 +220,18 @@ for by, title in [("prompt_kind", "Prompt kind"), ("checkpoint", "Checkpoint")]:
     show_table(tables.breakdown_table(stats.breakdown(votes, by), by, title))
 
 st.header("Ties and reasons")
-if tie_rates is not None:
-    by_kind, by_prompt = tie_rates(votes)
-    st.subheader("Tie rate by kind")
-    show_table(tables.tie_kind_table(by_kind))
-    st.subheader("Tie rate per prompt")
-    flagged = by_prompt.loc[by_prompt["mostly_ties"], "prompt"].tolist()
-    if flagged:
-        st.warning(
-            "Most votes are ties on "
-            + ", ".join(f"“{p}”" for p in flagged)
-            + ": such a prompt does not discriminate between the variants."
-        )
-    show_table(tables.tie_prompt_table(by_prompt))
+by_kind, by_prompt = tie_rates(votes)
+st.subheader("Tie rate by kind")
+show_table(tables.tie_kind_table(by_kind))
+st.subheader("Tie rate per prompt")
+flagged = by_prompt.loc[by_prompt["mostly_ties"], "prompt"].tolist()
+if flagged:
+    st.warning(
+        "Most votes are ties on "
+        + ", ".join(f"“{p}”" for p in flagged)
+        + ": such a prompt does not discriminate between the variants."
+    )
+show_table(tables.tie_prompt_table(by_prompt))
 reasons = tables.reason_tag_table(votes)
 st.subheader("Reason tags")
 if reasons.empty:
@@ -240,8 +242,6 @@ else:
 
 st.header("Position bias and agreement")
 show_table(tables.position_bias_table(stats.position_bias(votes), "Scope"))
-if user.is_admin and tie_rates is None:  # else per-annotator figures are in Voter checks
-    show_table(tables.position_bias_table(stats.position_bias(votes, by="annotator"), "Annotator"))
 agreement = stats.annotator_agreement(votes)
 sentence = tables.agreement_sentence(agreement, votes["annotator"].nunique())
 if sentence:
@@ -255,19 +255,18 @@ else:
 
 if user.is_admin:
     st.header("Voter checks")
-    if tie_rates is not None:
-        checks = voter_checks(study.id, print_key)
-        excluded_names = {e.annotator for e in live_excluded}
-        st.caption(
-            "Per annotator: agreement with the majority of the others on the pairs they share, "
-            "consistency on quality-control repeats (sides swapped), how often the left image "
-            "won (50% = no position bias), median seconds per vote, and FastChat's outlier "
-            "score (flagged above 20; only with 5 votes or more)."
-        )
-        show_table(tables.voter_checks_table(checks, excluded_names))
-        for name in checks.loc[checks["flagged"], "annotator"]:
-            if name not in excluded_names:
-                st.warning(f"**{name}** votes unlike the others (outlier score above 20).")
+    checks = voter_checks(study.id, print_key)
+    excluded_names = {e.annotator for e in live_excluded}
+    st.caption(
+        "Per annotator: agreement with the majority of the others on the pairs they share, "
+        "consistency on quality-control repeats (sides swapped), how often the left image "
+        "won (50% = no position bias), median seconds per vote, and FastChat's outlier "
+        "score (flagged above 20; only with 5 votes or more)."
+    )
+    show_table(tables.voter_checks_table(checks, excluded_names))
+    for name in checks.loc[checks["flagged"], "annotator"]:
+        if name not in excluded_names:
+            st.warning(f"**{name}** votes unlike the others (outlier score above 20).")
     exclusion_controls(study.id, user.id, live_excluded)
 
 st.header("Bradley-Terry leaderboard")

@@ -78,6 +78,22 @@ def test_a_closed_study_opens_its_results_to_voters_who_did_not_finish(tiny, db)
     assert (access.allowed, access.reason, access.pairs_left) == (False, "queue_left", tiny.n_pairs)
 
 
+def test_a_settled_study_stays_blind_for_a_voter_with_unjudged_pairs(tiny, db):
+    """Settled (every comparison capped) serves nothing, but its unjudged pairs can come back
+    if a comparison reopens: the voter is told so and sees no result."""
+    study = db.get(Study, tiny.study_id)
+    study.results_visible_to_voters, study.stop_when_settled, study.vote_cap = True, True, 1
+    seen = set()
+    for pair in study_pairs(db, tiny.study_id, include_qc=False):
+        if pair.comparison_id not in seen:  # one vote per comparison reaches the cap
+            seen.add(pair.comparison_id)
+            record_vote(db, pair.id, tiny.voter_id, "a", "left", utcnow())
+    db.commit()
+    at = open_results(tiny.voter_token)
+    assert "is settled: no pair is being served now" in at.info[0].value
+    assert not at.dataframe and not at.get("image")
+
+
 def test_admin_sees_results_while_voters_still_vote(tiny, db):
     """The admin's view does not wait for anyone's queue (nor for the study to allow voters)."""
     pair = study_pairs(db, tiny.study_id, include_qc=False)[0]
@@ -90,7 +106,6 @@ def test_admin_sees_results_while_voters_still_vote(tiny, db):
 def test_decision_board_heads_the_page_with_status_leader_and_votes_needed(voted):
     """The board comes first: one row per comparison (status badge, leader by name, wins, ties,
     e-value, votes still needed, with the independence caveat) and one per group."""
-    pytest.importorskip("evaluation.decisions")
     at = open_results(voted.admin_token)
     assert [h.value for h in at.header][:2] == ["Decision board", "Summary"]
     assert "0 of 2 comparisons settled, 2 open" in at.markdown[0].value
@@ -109,7 +124,6 @@ def test_decision_board_heads_the_page_with_status_leader_and_votes_needed(voted
 def test_voter_checks_show_each_annotator_to_the_admin_only(tiny2, db):
     """Voter checks list each annotator (agreement, repeats, left share, seconds, outlier
     score, excluded); a voter whose queue is done does not see them."""
-    pytest.importorskip("evaluation.voter_checks")
     two_voters(tiny2, db)
     at = open_results(tiny2.admin_token)
     checks = next(d.value for d in at.dataframe if "Agrees with the others" in d.value.columns)
@@ -126,7 +140,6 @@ def test_voter_checks_show_each_annotator_to_the_admin_only(tiny2, db):
 
 def test_prompts_where_most_votes_are_ties_are_flagged(tiny, db):
     """Tie rates by kind (same, both bad) and per prompt; a prompt with mostly ties is named."""
-    pytest.importorskip("evaluation.voter_checks")
     for pair in study_pairs(db, tiny.study_id, include_qc=False):
         tie = pair.prompt.text == "tiny prompt 0"
         record_vote(db, pair.id, tiny.voter_id, "a", "tie" if tie else "left", utcnow())
