@@ -225,7 +225,7 @@ def _build_demo(
                         settings=SETTINGS,
                         reference_comparisons=(BASE,),
                         qc_rate=0.0,
-                        results_visible_to_voters=True,
+                        results_visible_to_voters=False,  # blind: an admin opens results to voters
                     ),
                 )
 

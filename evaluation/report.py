@@ -455,7 +455,7 @@ def write_report(
         raise ReportError(f"--study {study_name!r}: no such study; existing studies: {known}")
 
     # 2. Votes, less those of excluded annotators
-    votes = live_votes_frame(session, study.id)
+    votes = live_votes_frame(session, study.id, include_excluded=True)  # counted below
     exclusions = live_exclusions(session, study.id)
     excluded = votes["annotator"].isin([name for name, _ in exclusions])
     excluded_votes = int(excluded.sum())

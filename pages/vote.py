@@ -7,8 +7,8 @@ from arena_ui import ballot
 from arena_ui.identity import require_user
 from arena_ui.inspector import inspect_pair
 from arena_ui.resources import image_file, transaction
+from arena_ui.results_data import own_results
 from arena_ui.selection import plain, selected_study, waiting_studies
-from arena_ui.tables import own_results
 from db.models import VOTABLE_STATUSES
 from db.queries import progress
 

@@ -149,7 +149,7 @@ def test_finished_voter_gets_a_summary_and_own_results_only_if_allowed(tiny, db)
     db.commit()
     at = open_vote_page(tiny.voter_token)
     table = at.dataframe[0].value
-    assert len(table) == 2 and set(table["Wins (x side)"] + table["Wins (y side)"]) == {2}
+    assert len(table) == 2 and set(table["Setting 1 wins"] + table["Setting 2 wins"]) == {2}
 
 
 def test_pairs_still_rendering_are_announced_not_called_done(tiny, db):
