@@ -6,7 +6,8 @@
     python -m evaluation export --study demo --format csv --out votes.csv --force   # replace it
 
 csv/parquet: the vote interchange format (DESIGN.md); fastchat: FastChat's battle layout
-(`model_a, model_b, winner, judge, tstamp`) as a JSON array. Quality-control repeats are left out.
+(`model_a, model_b, winner, judge, tstamp`) as a JSON array. Quality-control repeats and the
+votes of annotators excluded from the study's tallies are left out (the count is printed).
 CSV cells starting with = + - @, a tab or a carriage return are prefixed with ' so a spreadsheet
 shows them as text (`python -m evaluation tally` reads them back unchanged); `--raw-csv` keeps
 them as they are. The file is written atomically; an existing file is replaced only with
@@ -54,12 +55,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         with session_factory(engine)() as s:
             study = study_by_name(s, args.study)
-            votes = live_votes_frame(s, study.id)
+            everyone = live_votes_frame(s, study.id, include_excluded=True)
     except NotFoundError as error:
         print(f"error: --study: {error}", file=sys.stderr)
         return 2
     finally:
         engine.dispose()
+    # Excluded annotators' votes are left out, as in every tally; say how many.
+    excluded = int(everyone["excluded"].sum())
+    votes = everyone[~everyone["excluded"]].drop(columns="excluded")
     try:
         if args.format == "csv":
             path = export.write_votes_csv(votes, out, overwrite=args.force, raw=args.raw_csv)
@@ -71,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --out {error}", file=sys.stderr)
         return 2
     print(f"wrote {len(votes)} live votes of study {args.study!r} to {path}")
+    if excluded:
+        print(f"left out {excluded} votes of excluded annotators (the results page lists them)")
     return 0
 
 

@@ -27,8 +27,9 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from db.models import Study
+from db.queries.exclusions import live_exclusions
 from db.queries.plan import study_named
-from db.queries.report import allocation_rule_counts, live_exclusions, study_images
+from db.queries.report import allocation_rule_counts, study_images
 from db.queries.results import live_votes_frame
 from db.queries.studies import list_studies
 from evaluation.study import REFERENCE, canonical
@@ -456,7 +457,7 @@ def write_report(
 
     # 2. Votes, less those of excluded annotators
     votes = live_votes_frame(session, study.id, include_excluded=True)  # counted below
-    exclusions = live_exclusions(session, study.id)
+    exclusions = sorted((e.annotator, e.reason) for e in live_exclusions(session, study.id))
     excluded = votes["annotator"].isin([name for name, _ in exclusions])
     excluded_votes = int(excluded.sum())
     votes = votes[~excluded].reset_index(drop=True)

@@ -9,8 +9,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from db.models import (
-    Annotator,
-    AnnotatorExclusion,
     Comparison,
     Image,
     ImagePair,
@@ -60,17 +58,6 @@ def study_images(s: Session, study_id: int) -> list[StudyImage]:
                 (name, label, text, seed), StudyImage(name, label, text, kind, seed, path)
             )
     return list(found.values())
-
-
-def live_exclusions(s: Session, study_id: int) -> list[tuple[str, str]]:
-    """(annotator name, reason) of the study's live exclusions, by name."""
-    rows = s.execute(
-        select(Annotator.name, AnnotatorExclusion.reason)
-        .join(Annotator, AnnotatorExclusion.annotator_id == Annotator.id)
-        .where(AnnotatorExclusion.study_id == study_id, AnnotatorExclusion.restored_at.is_(None))
-        .order_by(Annotator.name)
-    )
-    return [(name, reason or "") for name, reason in rows]
 
 
 def allocation_rule_counts(s: Session, study_id: int) -> dict[str, int]:

@@ -173,3 +173,24 @@ def test_tally_and_decide_read_a_neutralised_export_like_a_raw_one(database, tmp
             assert main([command[0], "--votes", str(path), *command[1:]]) == 0
             outputs.append(capsys.readouterr().out.replace(str(path), "FILE"))
         assert outputs[0] == outputs[1], command[0]
+
+
+def test_export_leaves_out_excluded_annotators_and_says_how_many(database, tmp_path, capsys):
+    """An annotator excluded from the tallies is left out of the file, and the count is printed."""
+    from sqlalchemy import select
+
+    from db.models import Annotator
+    from db.queries import study_by_name
+    from db.queries.exclusions import exclude
+
+    engine = make_engine(database)
+    with session_factory(engine).begin() as s:
+        bob = s.scalar(select(Annotator.id).where(Annotator.name == "voter-1"))
+        exclude(s, study_by_name(s, "s").id, bob, None, "clicked at random")
+    engine.dispose()
+
+    out = tmp_path / "votes.csv"
+    args = ["export", "--study", "s", "--format", "csv", "--out", str(out)]
+    assert main([*args, "--database-url", database]) == 0
+    assert set(read_votes(out)["annotator"]) == {"voter-0"}
+    assert "left out 1 votes of excluded annotators" in capsys.readouterr().out
