@@ -380,7 +380,7 @@ def board_groups_table(groups: pd.DataFrame) -> pd.DataFrame:
                 "Robustness": (
                     "no decisive vote yet"
                     if n == 0
-                    else f"changes if {n} vote{'s' if n != 1 else ''} are removed"
+                    else f"changes if {n} vote{' is' if n == 1 else 's are'} removed"
                 ),
             }
         )

@@ -10,6 +10,7 @@ import streamlit as st
 
 from arena_ui.exclusions import exclusion_controls
 from arena_ui.identity import require_user
+from arena_ui.inspector import inspect_pair
 from arena_ui.resources import image_file, transaction
 from arena_ui.results_data import (
     all_votes,
@@ -132,8 +133,9 @@ if votes.empty:
         exclusion_controls(study.id, user.id, live_excluded)  # e.g. to restore the only voter
     st.stop()
 
+voters = votes["annotator"].nunique()
 st.caption(
-    f"{len(votes)} live votes by {votes['annotator'].nunique()} annotators. "
+    f"{len(votes)} live votes by {voters} annotator{'' if voters == 1 else 's'}. "
     "Same and both bad (ties) count for nobody."
 )
 
@@ -285,6 +287,21 @@ comparison = st.selectbox(
 with transaction(readonly=True) as s:
     pairs = comparison_pairs(s, study.id, comparison)
 name_a, name_b = comparison.split(" vs ")
+inspectable = [item for item in pairs if item.image_a and item.image_b]
+if inspectable:
+    with st.expander("Inspect one pair closely: zoom both, flicker (hold X), swipe"):
+        item = st.selectbox(
+            "Pair",
+            inspectable,
+            format_func=lambda i: f"{i.prompt} · {i.checkpoint} · seed {i.seed}",
+            key="results_inspect_pair",
+        )
+        inspect_pair(
+            image_file(item.image_a),
+            image_file(item.image_b),
+            labels=(f"A: {name_a}", f"B: {name_b}"),
+            key="results_drill_inspector",
+        )
 for item in pairs:
     st.markdown(
         f"**{item.prompt}** · {item.checkpoint} · seed {item.seed} — {name_a} wins "
@@ -324,6 +341,23 @@ for variant in grid.variants:
             col.image(str(image_file(path)), output_format="PNG")
         else:
             col.caption("not rendered")
+rendered = [v for v in grid.variants if any((v, p) in grid.images for p in grid.prompts)]
+if len(rendered) >= 2:
+    with st.expander("Compare two rows of the grid closely: zoom both, flicker (hold X), swipe"):
+        pick_a, pick_b, pick_prompt = st.columns(3)
+        first = pick_a.selectbox("First", rendered, key="results_grid_first")
+        second = pick_b.selectbox("Second", rendered, index=1, key="results_grid_second")
+        prompt = pick_prompt.selectbox("Prompt", grid.prompts, key="results_grid_prompt")
+        paths = grid.images.get((first, prompt)), grid.images.get((second, prompt))
+        if all(paths):
+            inspect_pair(
+                image_file(paths[0]),
+                image_file(paths[1]),
+                labels=(first, second),
+                key="results_grid_inspector",
+            )
+        else:
+            st.caption("One of the two has no image for this prompt.")
 
 st.header("Downloads")
 if live_excluded:
