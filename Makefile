@@ -52,6 +52,6 @@ lock: install-dev
 	CUSTOM_COMPILE_COMMAND="make lock" .venv/bin/pip-compile $(LOCK_FLAGS) requirements-dev.in -o requirements-dev.lock
 	sed -i 's/^torch==\([0-9.]*\)+[a-z0-9]*$$/torch==\1/' requirements.lock requirements-dev.lock
 
-# Refresh docs/screenshots/ (the README's pictures) from the browser tests.
+# Refresh docs/screenshots/ (the README's pictures): the photo demo in Chromium.
 screenshots: install-dev
-	ARENA_SCREENSHOTS=1 $(PY) -m pytest -q tests/e2e/test_browser.py
+	$(PY) scripts/screenshots.py

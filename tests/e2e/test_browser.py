@@ -1,6 +1,5 @@
 """Real-browser tests (Chromium via Playwright): vote by mouse and keyboard, undo, results."""
 
-import os
 import re
 from pathlib import Path
 
@@ -13,15 +12,13 @@ from db.engine import make_engine
 from db.models import ImagePair, Study, Variant, Vote
 
 pytestmark = pytest.mark.e2e
-# Screenshots for the README: written to docs/screenshots/ only when asked
-# (ARENA_SCREENSHOTS=1 make test), so a plain test run leaves the checkout unchanged.
-DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 @pytest.fixture
 def screenshots(tmp_path) -> Path:
-    """Where this test's screenshots go: the README's folder on request, else a temp dir."""
-    return DOCS_SCREENSHOTS if os.environ.get("ARENA_SCREENSHOTS") == "1" else tmp_path
+    """Where this test's screenshots go (a temp dir: a look after a failure; the README's
+    pictures come from scripts/screenshots.py)."""
+    return tmp_path
 
 
 def progress_text(page) -> str:
