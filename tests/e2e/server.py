@@ -29,9 +29,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_app(data_dir: Path, port: int, log: Path | None = None) -> subprocess.Popen:
-    """Launch the app on 127.0.0.1:`port` with its data in `data_dir` (not waiting for it)."""
-    env = {**os.environ, "ARENA_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"}
+def start_app(
+    data_dir: Path,
+    port: int,
+    log: Path | None = None,
+    *,
+    script: Path = ROOT / "app.py",
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """Launch `script` (the app) on 127.0.0.1:`port` with its data in `data_dir` (not waiting
+    for it); `env` adds variables to the environment."""
+    env = {**os.environ, "ARENA_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", **(env or {})}
     env.pop("DATABASE_URL", None)
     out = open(log or data_dir / "streamlit.log", "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
@@ -40,7 +48,7 @@ def start_app(data_dir: Path, port: int, log: Path | None = None) -> subprocess.
             "-m",
             "streamlit",
             "run",
-            str(ROOT / "app.py"),
+            str(script),
             "--server.headless",
             "true",
             "--server.port",

@@ -1,13 +1,10 @@
 """The pair inspector in Chromium: zoom and pan move both images together, holding X flickers
 in place, the swipe slider wipes between them, labels stay blind, no request leaves the machine."""
 
-import os
-import subprocess
-import sys
 from urllib.parse import urlparse
 
 import pytest
-from server import ROOT, free_port, launch_chromium, stop_app, wait_healthy
+from server import ROOT, free_port, launch_chromium, start_app, stop_app, wait_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -20,31 +17,8 @@ LOADED_JS = "imgs => imgs.length === 2 && imgs.every(i => i.complete && i.natura
 def inspector_url(tmp_path_factory):
     folder = tmp_path_factory.mktemp("inspector")
     port = free_port()
-    env = {**os.environ, "INSPECTOR_IMAGES": str(folder), "PYTHONPATH": str(ROOT)}
-    with open(folder / "streamlit.log", "w") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(ROOT / "tests/e2e/inspector_app.py"),
-                "--server.headless",
-                "true",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--browser.gatherUsageStats",
-                "false",
-                "--server.fileWatcherType",
-                "none",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    env = {"INSPECTOR_IMAGES": str(folder), "PYTHONPATH": str(ROOT)}
+    process = start_app(folder, port, script=ROOT / "tests/e2e/inspector_app.py", env=env)
     try:
         wait_healthy(port, process)
         yield f"http://127.0.0.1:{port}"
