@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from db.errors import NotFoundError
 from db.queries import scheduling as q
 from evaluation.decisions import NEEDED_MIN_VOTES, DecisionSettings, comparison_status
 
@@ -69,7 +70,7 @@ def comparison_statuses(
     if settings is None:
         allocation = q.study_allocation(session, study_id)
         if allocation is None:
-            raise LookupError(f"study_id={study_id}: no such study")
+            raise NotFoundError(f"study_id={study_id}: no such study")
         settings = decision_settings(allocation)
     comparisons = q.study_comparisons(session, study_id)
     outcomes = q.comparison_outcomes(session, study_id)
@@ -88,7 +89,7 @@ def study_is_settled(session: Session, study_id: int) -> bool:
     then says so and offers the results)."""
     allocation = q.study_allocation(session, study_id)
     if allocation is None:
-        raise LookupError(f"study_id={study_id}: no such study")
+        raise NotFoundError(f"study_id={study_id}: no such study")
     if not allocation.stop_when_settled:
         return False
     statuses = comparison_statuses(session, study_id, decision_settings(allocation))
@@ -197,7 +198,7 @@ def next_pair(
     # 1. Where the annotator and the study stand
     allocation = q.study_allocation(session, study_id)
     if allocation is None:
-        raise LookupError(f"study_id={study_id}: no such study")
+        raise NotFoundError(f"study_id={study_id}: no such study")
     own = q.own_votes(session, annotator_id, study_id)
     regular_votes = sum(own.values())
     statuses = None

@@ -767,12 +767,12 @@ def test_study_name_with_control_characters_is_refused(planning):
 
 
 def test_unknown_study_id_is_refused(voting):
-    """?study=999: NotFoundError from the study lookup, LookupError from the scheduler."""
+    """?study=999: NotFoundError (a LookupError) from the study lookup and from the scheduler."""
     sessions, _, _, voter = voting
     with sessions.begin() as s:
         with pytest.raises(NotFoundError) as info:
             get_study(s, 999)
-        with pytest.raises(LookupError) as scheduled:
+        with pytest.raises(NotFoundError) as scheduled:
             next_pair(s, voter, 999)
 
     assert str(info.value) == "study id 999 does not exist; pick a study from the list"
