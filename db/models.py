@@ -60,6 +60,18 @@ NAMING_CONVENTION = {
 }
 
 
+def winning_side(left_side: str, choice: str) -> str | None:
+    """Who won a vote: the pair's side ("a"/"b") shown at the chosen position; None for a tie.
+
+    The one rule; `evaluation.tally` applies the same rule to whole columns at once, and
+    `db.queries.scheduling` in SQL.
+    """
+    if choice in TIE_CHOICES:
+        return None
+    right_side = "b" if left_side == "a" else "a"
+    return left_side if choice == "left" else right_side
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC (SQLite gives it back naive; it is still UTC)."""
     return datetime.now(UTC)

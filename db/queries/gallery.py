@@ -11,13 +11,13 @@ from sqlalchemy.orm import Session
 
 from db.models import (
     REFERENCE_VARIANT,
-    TIE_CHOICES,
     Checkpoint,
     Comparison,
     Image,
     ImagePair,
     Variant,
     Vote,
+    winning_side,
 )
 from db.queries.exclusions import excluded_annotator_ids
 from db.queries.studies import get_study
@@ -58,11 +58,7 @@ def comparison_pairs(s: Session, study_id: int, comparison: str) -> list[PairVot
     ).all()
     counts = {p.id: {"a": 0, "b": 0, "tie": 0} for p in pairs}
     for pair_id, left_side, choice in votes:
-        if choice in TIE_CHOICES:
-            counts[pair_id]["tie"] += 1
-        else:  # the winner is the side on the chosen position
-            right_side = "b" if left_side == "a" else "a"
-            counts[pair_id][left_side if choice == "left" else right_side] += 1
+        counts[pair_id][winning_side(left_side, choice) or "tie"] += 1
     return [
         PairVotes(
             pair_id=p.id,

@@ -147,3 +147,21 @@ def test_study_by_name_names_the_known_studies_when_missing(sessions, study):
         assert study_by_name(s, "s1").id == study[0]
         with pytest.raises(NotFoundError, match=r"no study named 'nope'.*\['s1'\]"):
             study_by_name(s, "nope")
+
+
+@pytest.mark.parametrize(
+    ("left_side", "choice", "winner"),
+    [
+        ("a", "left", "a"),
+        ("a", "right", "b"),
+        ("b", "left", "b"),
+        ("b", "right", "a"),
+        ("a", "tie", None),
+        ("b", "both_bad", None),
+    ],
+)
+def test_winning_side_is_the_side_shown_at_the_chosen_position(left_side, choice, winner):
+    """A vote is won by the pair's side shown where the annotator chose; ties win nothing."""
+    from db.models import winning_side
+
+    assert winning_side(left_side, choice) == winner
