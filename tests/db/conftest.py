@@ -4,6 +4,7 @@ database too; without it the PostgreSQL cases are skipped."""
 
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.engine import make_engine, normalize_url, session_factory, upgrade
 from db.models import Base
 from db.synthetic import create_synthetic_study, create_voters
+from tests.migrated import migrated_sqlite
 
 
 def _url_with_database(server: str, name: str) -> str:
@@ -56,9 +58,13 @@ def db_url(request, tmp_path):
 
 @pytest.fixture
 def engine(db_url):
-    """An engine on a migrated (Alembic head) empty database."""
-    engine = make_engine(db_url)
-    upgrade(engine)
+    """An engine on a migrated (Alembic head) empty database (SQLite: a copy of one migrated
+    once per process, tests/migrated.py)."""
+    if db_url.startswith("sqlite:///"):
+        engine = migrated_sqlite(Path(db_url.removeprefix("sqlite:///")))
+    else:
+        engine = make_engine(db_url)
+        upgrade(engine)
     yield engine
     engine.dispose()
 

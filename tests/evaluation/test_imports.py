@@ -21,6 +21,7 @@ from evaluation.imports import (
     read_manifest,
 )
 from evaluation.plan import MissingImage, StudySpec, create_study, plan_summary
+from tests.migrated import migrated_sqlite
 
 PROMPTS = ("a cat", "a red car")
 
@@ -47,8 +48,7 @@ def good_folder(folder, colour=(200, 10, 10)):
 
 @pytest.fixture
 def factory(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'arena.sqlite3'}")
-    upgrade(engine)
+    engine = migrated_sqlite(tmp_path / "arena.sqlite3")
     yield session_factory(engine)
     engine.dispose()
 

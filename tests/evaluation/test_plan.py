@@ -5,11 +5,12 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
-from db.engine import make_engine, session_factory, upgrade
+from db.engine import session_factory
 from db.models import Checkpoint, Comparison, GenerationJob, Image, ImagePair, Prompt, Variant
 from deprojector.prompts import ARTICLE_PROMPTS
 from evaluation.plan import StudySpec, create_study, plan_summary
 from evaluation.study import StudyError
+from tests.migrated import migrated_sqlite
 
 # (E/D, v, M/D) of the article's seven models: 2x2x2 without the all-changed corner
 DESIGN = {
@@ -27,8 +28,7 @@ SETTINGS = {"model_path": "sd", "scheduler": "ddim", "steps": 4, "width": 64, "h
 @pytest.fixture
 def factory(tmp_path):
     """A migrated SQLite database with the seven VT variants (epoch-8/epoch-10) and reference."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'arena.sqlite3'}")
-    upgrade(engine)
+    engine = migrated_sqlite(tmp_path / "arena.sqlite3")
     factory = session_factory(engine)
     with factory.begin() as s:
         s.add(Variant(name="reference", kind="reference", hyperparameters={}))

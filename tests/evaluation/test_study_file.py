@@ -5,7 +5,7 @@ import tomllib
 import pytest
 from sqlalchemy import func, select
 
-from db.engine import make_engine, session_factory, upgrade
+from db.engine import session_factory
 from db.models import Checkpoint, ImagePair, Study, Variant
 from evaluation.study_file import (
     StudyFileError,
@@ -15,6 +15,7 @@ from evaluation.study_file import (
     parse_study_file,
     toml_value,
 )
+from tests.migrated import migrated_sqlite
 
 DESIGN = {"vt-1": (2, 2), "vt-2": (1, 2), "vt-3": (2, 1), "vt-4": (1, 1)}
 
@@ -46,8 +47,7 @@ reason_tags = ["anatomy", "text"]
 
 
 def make_factory(path):
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
+    engine = migrated_sqlite(path)
     factory = session_factory(engine)
     with factory.begin() as s:
         for name, (e, v) in DESIGN.items():

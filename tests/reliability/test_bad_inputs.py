@@ -40,6 +40,7 @@ from deprojector.errors import (
 from evaluation.plan import StudySpec, create_study
 from evaluation.scheduling import next_pair
 from evaluation.study import StudyError
+from tests.migrated import migrated_sqlite
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -92,8 +93,7 @@ def data_dir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def sessions(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'arena.sqlite3'}")
-    upgrade(engine)
+    engine = migrated_sqlite(tmp_path / "arena.sqlite3")
     yield session_factory(engine)
     engine.dispose()
 
