@@ -4,7 +4,9 @@
 #   make test       system packages (apt as root), install requirements-dev.lock, a throwaway
 #                   PostgreSQL, ruff and the whole test suite
 # While editing:
-#   make test-fast  the tests that need no browser, no PostgreSQL and no root (under 90 s)
+#   make test-fast  the tests that need no browser, no PostgreSQL, no root and are not marked
+#                   slow, on one pytest-xdist worker per core (about 70 s on an idle 2-core
+#                   machine; bench/RESULTS.md)
 #   make lock       refresh requirements.lock / requirements-dev.lock from the *.in files
 PY := .venv/bin/python
 PIP := .venv/bin/pip
@@ -40,7 +42,7 @@ test:
 	ARENA_TEST_STRICT=1 bash tests/db/start_postgres.sh --run $(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: install-dev
-	$(PY) -m pytest -q -m "$(FAST)" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n auto --dist loadfile -m "$(FAST)" $(PYTEST_ARGS)
 
 lint: install-dev
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
