@@ -162,7 +162,13 @@ def _reported(output: str):
 
 @pytest.mark.parametrize(
     "kill_at, after",
-    [("vote-flushed", 3), ("vote-committed", 3), ("undo-flushed", 1), ("undo-committed", 1)],
+    [
+        # make test-fast keeps one kill inside a vote's transaction and one inside an undo's
+        pytest.param("vote-flushed", 3, marks=pytest.mark.slow),
+        ("vote-committed", 3),
+        ("undo-flushed", 1),
+        pytest.param("undo-committed", 1, marks=pytest.mark.slow),
+    ],
 )
 def test_voting_process_killed_leaves_each_vote_whole_or_absent(tmp_path, kill_at, after):
     """A process voting (and undoing) SIGKILLed inside a vote's or an undo's transaction, or
