@@ -19,6 +19,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 import pytest  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")  # the browser tests' executable (tests/e2e/server.py)
+E2E_DIR = Path(__file__).parent / "e2e"
+
+
+def pytest_itemcollected(item):
+    """Every test under tests/e2e drives Chromium: marked e2e even where its module forgot, so
+    `-m "not e2e"` (make test-fast) leaves it out."""
+    if item.path.is_relative_to(E2E_DIR) and not item.get_closest_marker("e2e"):
+        item.add_marker(pytest.mark.e2e)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -33,7 +33,7 @@ def test_admin_is_told_the_demo_is_random_and_how_to_use_real_weights(tiny):
 
 def test_admin_is_offered_the_photo_demo(tiny):
     """The welcome page offers admins the photo demo (real photographs, seconds), next to the
-    tiny-model demo; the click itself runs in a real browser (tests/e2e/test_photo_demo.py)."""
+    tiny-model demo; the click itself runs in a real browser (tests/e2e/test_photo_demo_browser.py)."""
     at = open_welcome(tiny.admin_token)
     text = next(m.value for m in at.markdown if "scikit-image" in m.value)
     assert "photo-demo" in text and "one setting apart" in text
