@@ -506,7 +506,11 @@ def test_bad_upload_cap_setting_is_refused_naming_value_and_fix(monkeypatch, val
     )
 
 
-@pytest.mark.parametrize("value", ["0", "-5", "abc", "0.5"])
+# each value costs a fresh interpreter importing Streamlit; all four are parsed in process
+# above, so make test-fast launches the real entry point once (the others are marked slow)
+@pytest.mark.parametrize(
+    "value", ["0", *(pytest.param(v, marks=pytest.mark.slow) for v in ("-5", "abc", "0.5"))]
+)
 def test_server_launch_with_a_bad_upload_cap_exits_2_with_one_line(value):
     """`python -m arena_ui.serve` (make run) with a bad ARENA_MAX_UPLOAD_MB exits 2 before
     starting Streamlit, with one line naming the value and the fix."""
