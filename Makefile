@@ -5,8 +5,8 @@
 #                   PostgreSQL, ruff and the whole test suite
 # While editing:
 #   make test-fast  the tests that need no browser, no PostgreSQL, no root and are not marked
-#                   slow, on one pytest-xdist worker per core (about 70 s on an idle 2-core
-#                   machine; bench/RESULTS.md)
+#                   slow, on one pytest-xdist worker per core (target: under 90 s on an idle
+#                   2-core machine; measured figures in bench/RESULTS.md)
 #   make lock       refresh requirements.lock / requirements-dev.lock from the *.in files
 PY := .venv/bin/python
 PIP := .venv/bin/pip
