@@ -212,7 +212,7 @@ def test_excluding_an_annotator_changes_the_tally_and_restoring_it_undoes_that(t
     assert not at.exception
     assert list(table_with(at, "Winner")["Winner"]) == ["h1 = 0", "h2 = 0"]
     assert "voter-1" in at.warning[0].value
-    assert at.caption[0].value.startswith(f"{tiny2.n_pairs} live votes by 1 annotators")
+    assert at.caption[0].value.startswith(f"{tiny2.n_pairs} live votes by 1 annotator.")
     from db.models import AnnotatorExclusion
 
     row = db.scalar(select(AnnotatorExclusion))
