@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from db.engine import make_engine, session_factory, upgrade
 from db.models import Checkpoint, GenerationJob, Study, Variant
 from evaluation import worker
+from evaluation.checkpoints import weights_sha256
 from evaluation.plan import StudySpec, create_study
 from evaluation.pregenerate import main
 
@@ -46,7 +47,7 @@ def study(tmp_path, monkeypatch, tiny_sd_dir, tiny_clip_dir):
                 variant=Variant(name="v", kind="vt", hyperparameters={"vicinity": 2}),
                 label="epoch-1",
                 path="checkpoints/v/epoch-1",
-                sha256="0" * 64,
+                sha256=weights_sha256(data_dir / "checkpoints" / "v" / "epoch-1"),
             )
         )
         s.flush()
