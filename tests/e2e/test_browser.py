@@ -146,7 +146,7 @@ def test_admin_uploads_a_checkpoint_in_the_browser(served, page, tmp_path):
         VTDeprojector(vt_config("vt-final", 16, 4), num_members=1, seed=0), tmp_path / "ck", {}
     )
     page.goto(f"{base}/variants?token={tiny.admin_token}")
-    page.get_by_text("Weights (.safetensors)").wait_for()
+    page.get_by_text("Weights (.safetensors, at most").wait_for()
     uploaders = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
     uploaders.nth(0).set_input_files(str(folder / "model.safetensors"))
     uploaders.nth(1).set_input_files(str(folder / "config.json"))
