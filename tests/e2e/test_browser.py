@@ -109,7 +109,7 @@ def test_results_page_shows_the_tally_and_voters_are_refused_admin_pages(served,
     page.wait_for_timeout(1000)  # charts finish drawing
     # The tables are canvas-drawn; the page's text carries the tally and the article's terms.
     live = len([v for v in votes(tiny) if v.superseded_at is None])
-    assert page.get_by_text(f"{live} live votes by 1 annotators").count() == 1
+    assert page.get_by_text(f"{live} live votes by 1 annotator.").count() == 1
     verdicts = page.get_by_text(re.compile(r"(wins, decided by|Draw: sets and points)")).all()
     assert len(verdicts) == 2  # one per hyperparameter group (h1, h2)
     assert page.get_by_text("sets won (組数)", exact=False).count() >= 1
