@@ -14,6 +14,7 @@ import pytest
 
 from tests.app.tiny_study import build_tiny_study
 from tests.e2e.server import (
+    APP_IDLE_JS,
     CHROMIUM,
     CHROMIUM_ARGS,
     IMAGES_READY_JS,
@@ -27,7 +28,6 @@ pytestmark = pytest.mark.e2e
 
 KEYS = {"ArrowLeft": "left", "ArrowRight": "right", "ArrowDown": "tie"}
 SRCS_JS = "() => [...document.querySelectorAll('[data-testid=\"stImage\"] img')].map(i => i.src)"
-IDLE_JS = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
 
 
 def _live_choices(database) -> list[str]:
@@ -63,14 +63,14 @@ async def _vote_until_killed(url: str, process, rng: random.Random, pressed: lis
         await page.wait_for_function(IMAGES_READY_JS, arg=[2, []], timeout=60_000, polling=10)
         confirmed = 0
         for _ in range(rng.randint(1, 3)):
-            await page.wait_for_function(IDLE_JS, polling=10, timeout=30_000)
+            await page.wait_for_function(APP_IDLE_JS, polling=10, timeout=30_000)
             shown = await page.evaluate(SRCS_JS)
             key = rng.choice(list(KEYS))
             await page.keyboard.press(key)
             pressed.append(KEYS[key])
             await page.wait_for_function(IMAGES_READY_JS, arg=[2, shown], polling=10)
             confirmed += 1
-        await page.wait_for_function(IDLE_JS, polling=10, timeout=30_000)
+        await page.wait_for_function(APP_IDLE_JS, polling=10, timeout=30_000)
         key = rng.choice(list(KEYS))
         await page.keyboard.press(key)
         pressed.append(KEYS[key])
