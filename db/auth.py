@@ -115,6 +115,7 @@ def rotate_token(s: Session, annotator_id: int) -> str:
     annotator = _get(s, annotator_id)
     token = new_token()
     annotator.token_hash = hash_token(token)
+    annotator.token_from_env = False  # its key is no longer the ARENA_ADMIN_TOKEN secret
     s.flush()
     return token
 
@@ -124,33 +125,28 @@ BOOTSTRAP_NOTICE = "ARENA ADMIN LOGIN (shown once, keep it private):"
 
 
 def ensure_bootstrap_admin(s: Session) -> str | None:
-    """Make sure someone can administer a fresh install.
+    """Make sure someone can administer the install, and that only the admin secret in force
+    works. Returns a token to print once on the console, or None.
 
-    With `ARENA_ADMIN_TOKEN` set, the secret is the only key of the bootstrap admin: the
-    admin-role account named "admin" (or "admin-2", ... when a voter holds "admin"; the oldest
-    such account) gets the secret's hash, so a changed secret replaces the old one and a link
-    printed earlier stops working; the account is created if missing (returns None: the operator
-    already knows the secret; a revoked account stays revoked). Otherwise, when no enabled admin exists, an admin named "admin"
-    (or "admin-2", ...) is created and its token returned, to be printed once on the console.
+    - `ARENA_ADMIN_TOKEN` set: the secret is the only key of the bootstrap admin, the admin-role
+      account named "admin" (or "admin-2", ... when a voter holds "admin"; the oldest such
+      account), created if missing. The account gets the secret's hash and is marked
+      `token_from_env`, so a changed secret replaces the old one and a link printed earlier
+      stops working. Returns None: the operator already knows the secret. A revoked account
+      stays revoked.
+    - `ARENA_ADMIN_TOKEN` unset, and an account's key came from it: that key is replaced by a
+      new token, returned to be printed (the old secret is no longer in force).
+    - Otherwise, when no enabled admin exists (a fresh install): an admin named "admin" (or
+      "admin-2", ...) is created and its token returned.
     """
     secret = os.environ.get(ADMIN_TOKEN_ENV, "").strip()
     if secret:
-        if len(secret) < 16:
-            raise InvalidValueError(
-                f"{ADMIN_TOKEN_ENV} is {len(secret)} characters long; use at least 16 random "
-                'characters, e.g. python -c "import secrets; print(secrets.token_urlsafe(32))"'
-            )
-        secret_hash = hash_token(secret)
-        if s.scalar(select(Annotator.id).where(Annotator.token_hash == secret_hash)):
-            return None
-        bootstrap = _bootstrap_admin(s)
-        if bootstrap is None:
-            _add_admin(s, secret_hash)
-        else:
-            bootstrap.token_hash = secret_hash  # the previous secret stops working
-            s.flush()
+        _apply_admin_secret(s, secret)
         return None
 
+    retired = _retire_env_tokens(s)
+    if retired is not None:
+        return retired
     has_admin = s.scalar(
         select(Annotator.id).where(Annotator.role == "admin", Annotator.disabled.is_(False))
     )
@@ -158,6 +154,41 @@ def ensure_bootstrap_admin(s: Session) -> str | None:
         return None
     token = new_token()
     return token if _add_admin(s, hash_token(token)) is not None else None
+
+
+def _apply_admin_secret(s: Session, secret: str) -> None:
+    if len(secret) < 16:
+        raise InvalidValueError(
+            f"{ADMIN_TOKEN_ENV} is {len(secret)} characters long; use at least 16 random "
+            'characters, e.g. python -c "import secrets; print(secrets.token_urlsafe(32))"'
+        )
+    secret_hash = hash_token(secret)
+    holder = s.scalar(select(Annotator).where(Annotator.token_hash == secret_hash))
+    if holder is None:
+        holder = _bootstrap_admin(s)
+        if holder is None:
+            holder = _add_admin(s, secret_hash)
+        else:
+            holder.token_hash = secret_hash  # the previous secret (or printed link) stops working
+    if holder is not None and holder.role == "admin":
+        holder.token_from_env = True
+    s.flush()
+
+
+def _retire_env_tokens(s: Session) -> str | None:
+    """Give every account whose key was the (now unset) admin secret a new token; the new token
+    of the first enabled admin among them, or None."""
+    printed = None
+    for annotator in s.scalars(
+        select(Annotator).where(Annotator.token_from_env.is_(True)).order_by(Annotator.id)
+    ):
+        token = new_token()
+        annotator.token_hash = hash_token(token)
+        annotator.token_from_env = False
+        if printed is None and annotator.role == "admin" and not annotator.disabled:
+            printed = token
+    s.flush()
+    return printed
 
 
 def _bootstrap_admin(s: Session) -> Annotator | None:

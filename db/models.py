@@ -328,6 +328,8 @@ class Annotator(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16), default="voter")
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the token
+    # The token is the ARENA_ADMIN_TOKEN secret: unsetting the variable replaces it (db.auth).
+    token_from_env: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

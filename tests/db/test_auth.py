@@ -127,6 +127,56 @@ def test_changed_admin_secret_replaces_the_old_one(sessions, monkeypatch):
         assert [a.name for a in admins] == ["admin"]
 
 
+def test_unset_admin_secret_stops_working(sessions, monkeypatch):
+    """After ARENA_ADMIN_TOKEN is unset, the old secret no longer signs in: the account it was
+    the key of gets a new token, returned once to be printed, and later starts print nothing."""
+    secret = "retired-secret-" + "e" * 20
+    monkeypatch.setenv("ARENA_ADMIN_TOKEN", secret)
+    with sessions.begin() as s:
+        assert ensure_bootstrap_admin(s) is None
+    monkeypatch.delenv("ARENA_ADMIN_TOKEN")
+    with sessions.begin() as s:
+        printed = ensure_bootstrap_admin(s)
+    assert printed is not None and printed != secret
+    with sessions.begin() as s:
+        assert ensure_bootstrap_admin(s) is None
+    with sessions() as s:
+        assert authenticate(s, secret) is None
+        assert authenticate(s, printed).name == "admin"
+        assert [a.name for a in s.scalars(select(Annotator))] == ["admin"]
+
+
+def test_unset_admin_secret_keeps_a_token_rotated_since(sessions, monkeypatch):
+    """An admin who replaced the secret with a token of their own (rotate) keeps that token
+    when the variable is unset: only a key that is still the secret is retired."""
+    monkeypatch.setenv("ARENA_ADMIN_TOKEN", "rotated-secret-" + "f" * 20)
+    with sessions.begin() as s:
+        ensure_bootstrap_admin(s)
+        admin = s.scalar(select(Annotator).where(Annotator.name == "admin"))
+        own = rotate_token(s, admin.id)
+    monkeypatch.delenv("ARENA_ADMIN_TOKEN")
+    with sessions.begin() as s:
+        assert ensure_bootstrap_admin(s) is None
+    with sessions() as s:
+        assert authenticate(s, own).name == "admin"
+
+
+def test_secret_applied_before_the_marker_is_retired_after_one_start(sessions, monkeypatch):
+    """A database upgraded from before `token_from_env` holds the secret's hash unmarked: the
+    next start with the variable set marks it, so unsetting the variable then retires it."""
+    secret = "legacy-secret-" + "g" * 20
+    with sessions.begin() as s:
+        s.add(Annotator(name="admin", role="admin", token_hash=hash_token(secret)))
+    monkeypatch.setenv("ARENA_ADMIN_TOKEN", secret)
+    with sessions.begin() as s:
+        assert ensure_bootstrap_admin(s) is None
+    monkeypatch.delenv("ARENA_ADMIN_TOKEN")
+    with sessions.begin() as s:
+        assert ensure_bootstrap_admin(s) is not None
+    with sessions() as s:
+        assert authenticate(s, secret) is None
+
+
 def test_admin_secret_takes_over_the_bootstrap_admin_link(sessions, monkeypatch):
     """Setting ARENA_ADMIN_TOKEN on an install whose admin came from a printed link makes the
     secret the admin's only key: the printed link stops working."""

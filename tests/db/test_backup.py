@@ -208,6 +208,26 @@ def test_cli_bootstrap_prints_an_admin_link_once_on_a_fresh_install(tmp_path, cl
     assert code == 0 and "?token=" not in out and "create-admin" in out
 
 
+def test_cli_bootstrap_after_the_admin_secret_is_unset_prints_a_new_link(
+    tmp_path, cli, monkeypatch
+):
+    """`python -m db bootstrap` with ARENA_ADMIN_TOKEN set prints no link; after the variable is
+    unset it prints a new admin link and the old secret no longer signs in."""
+    secret = "cli-secret-" + "h" * 24
+    monkeypatch.setenv("ARENA_ADMIN_TOKEN", secret)
+    code, out, err = cli(tmp_path, "bootstrap")
+    assert code == 0 and "?token=" not in out, err
+    monkeypatch.delenv("ARENA_ADMIN_TOKEN")
+    code, out, err = cli(tmp_path, "bootstrap")
+    assert code == 0 and "ARENA ADMIN LOGIN" in out, err
+    link = next(line.strip() for line in out.splitlines() if "?token=" in line)
+    engine = make_engine(f"sqlite:///{tmp_path / 'arena.sqlite3'}")
+    with Session(engine) as s:
+        assert authenticate(s, secret) is None
+        assert authenticate(s, link.split("token=", 1)[1]).name == "admin"
+    engine.dispose()
+
+
 def test_cli_backup_force_onto_a_companion_or_folder_exits_2_naming_the_fix(live_db, cli):
     """`python -m db backup --force` onto the -wal file or a folder exits 2 with one line naming
     the path and the fix; nothing is written."""
