@@ -75,7 +75,18 @@ async def voter(browser, url: str, votes: int, seed: int, think_s: float = 0.0) 
         shown = await page.evaluate(SRCS_JS)
         start = time.perf_counter()
         await page.keyboard.press(rng.choice(KEYS))
-        await page.wait_for_function(IMAGES_READY_JS, arg=[2, shown], polling=5, timeout=30_000)
+        try:
+            await page.wait_for_function(
+                IMAGES_READY_JS, arg=[2, shown], polling=5, timeout=30_000
+            )
+        except Exception:
+            shot = Path(tempfile.gettempdir()) / f"vote_latency_stuck_{seed}.png"
+            await page.screenshot(path=str(shot), full_page=True)
+            text = await page.inner_text("body")
+            raise RuntimeError(
+                f"voter {seed}: no new pair 30 s after vote {len(latencies) + 1}; "
+                f"screenshot {shot}; page text: {text[:600]!r}"
+            ) from None
         latencies.append(time.perf_counter() - start)
         if think_s:
             await asyncio.sleep(rng.uniform(0.5, 1.5) * think_s)
