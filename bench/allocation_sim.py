@@ -4,6 +4,7 @@
     .venv/bin/python bench/allocation_sim.py                      # 200 repetitions, 2 processes
     .venv/bin/python bench/allocation_sim.py --reps 10 --processes 1   # a quick one
     .venv/bin/python bench/allocation_sim.py --seeds 10 --annotators 4  # 240 votes per comparison
+    .venv/bin/python bench/allocation_sim.py --cap 48          # the study's vote cap, both policies
 
 Each repetition builds (copies) a SQLite study of 9 comparisons x 6 prompts x --seeds seeds
 (default 4: 24 pairs per comparison) with --annotators annotators (default 4), so a comparison
@@ -36,6 +37,11 @@ unchanged). Reported, with the running summary every 10 repetitions being the sa
 - (D) correct decisions of both after 1/4, 1/2, 3/4 and all of the budget.
 Targets: >= 30 % fewer votes for the same decisions (B1); false decisions <= 5 % per null
 comparison.
+
+With --cap, the study's per-comparison vote cap is set under both policies: stop-when-settled
+stops serving a comparison at the cap; uniform serves the full grid (the option off ignores the
+cap) and its run ends when every comparison is decided, equivalent or capped, i.e. a fixed design
+of `cap` votes per comparison. The budget is then cap x 9.
 """
 
 from __future__ import annotations
@@ -140,8 +146,13 @@ def draw_truth(template: Template, rng: np.random.Generator) -> tuple[dict, dict
     return share_of, p_a
 
 
-def run_policy(template: Template, folder: Path, rep: int, adaptive: bool, truth) -> Outcome:
-    """One simulated study under one policy; the vote stream is seeded by rep."""
+def run_policy(
+    template: Template, folder: Path, rep: int, adaptive: bool, truth, cap: int | None = None
+) -> Outcome:
+    """One simulated study under one policy; the vote stream is seeded by rep. With `cap`,
+    the study's per-comparison vote cap is set under both policies: stop-when-settled serves a
+    comparison no more once it has `cap` votes; uniform serves the full grid regardless (as the
+    study option off does) and stops when every comparison is decided, equivalent or capped."""
     share_of, p_a = truth
     path = folder / f"rep-{rep}-{'settled' if adaptive else 'uniform'}.sqlite3"
     shutil.copyfile(template.path, path)
@@ -162,7 +173,9 @@ def run_policy(template: Template, folder: Path, rep: int, adaptive: bool, truth
 
     trajectory = [(0, 0, 0)]
     with session_factory(engine).begin() as s:
-        s.get(Study, template.study_id).stop_when_settled = adaptive
+        study = s.get(Study, template.study_id)
+        study.stop_when_settled = adaptive
+        study.vote_cap = cap
         s.flush()
         while votes < budget:
             voter = template.voters[turn % len(template.voters)]
@@ -220,11 +233,11 @@ def run_policy(template: Template, folder: Path, rep: int, adaptive: bool, truth
 
 
 def one_rep(args) -> tuple[Outcome, Outcome]:
-    template, folder, rep = args
+    template, folder, rep, cap = args
     truth = draw_truth(template, np.random.default_rng([rep, 0]))
     return (
-        run_policy(template, Path(folder), rep, False, truth),
-        run_policy(template, Path(folder), rep, True, truth),
+        run_policy(template, Path(folder), rep, False, truth, cap),
+        run_policy(template, Path(folder), rep, True, truth, cap),
     )
 
 
@@ -342,14 +355,19 @@ def main(argv: list[str] | None = None) -> int:
         "--seeds", type=int, default=4, help="image seeds: pairs = 6 prompts x this"
     )
     parser.add_argument("--annotators", type=int, default=4)
+    parser.add_argument(
+        "--cap", type=int, help="the study's per-comparison vote cap (default: none)"
+    )
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
         template = build_template(Path(tmp), args.seeds, args.annotators)
-        jobs = [(template, tmp, rep) for rep in range(args.first, args.first + args.reps)]
+        jobs = [(template, tmp, rep, args.cap) for rep in range(args.first, args.first + args.reps)]
         results = []
         budget = len(template.pair_cell) * len(template.voters)
+        if args.cap is not None:
+            budget = min(budget, args.cap * N_COMPARISONS)
         with Pool(args.processes) as pool:
             for result in pool.imap(one_rep, jobs):
                 results.append(result)
@@ -360,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{args.reps} repetitions (from {args.first}), {N_COMPARISONS} comparisons ({N_NULL} null), "
         f"{len(template.pair_cell) // N_COMPARISONS} pairs per comparison x {args.annotators} "
-        f"annotators = budget {budget} votes, statuses read every {CHECK_EVERY} votes, "
+        f"annotators, vote cap {args.cap}: budget {budget} votes, statuses read every "
+        f"{CHECK_EVERY} votes, "
         f"{time.perf_counter() - t0:.0f} s"
     )
     report(results, budget)

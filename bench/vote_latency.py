@@ -76,9 +76,7 @@ async def voter(browser, url: str, votes: int, seed: int, think_s: float = 0.0) 
         start = time.perf_counter()
         await page.keyboard.press(rng.choice(KEYS))
         try:
-            await page.wait_for_function(
-                IMAGES_READY_JS, arg=[2, shown], polling=5, timeout=30_000
-            )
+            await page.wait_for_function(IMAGES_READY_JS, arg=[2, shown], polling=5, timeout=30_000)
         except Exception:
             shot = Path(tempfile.gettempdir()) / f"vote_latency_stuck_{seed}.png"
             await page.screenshot(path=str(shot), full_page=True)
