@@ -16,11 +16,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 LOGS_DIR = "logs"  # under the data dir
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+EXEC_WAIT_S = 5.0  # at most this long for a just-launched process to finish exec (see below)
 
 
 def log_path(data_dir: Path, study_id: int) -> Path:
@@ -68,7 +70,7 @@ def start_worker(
     return log
 
 
-def _is_generate_worker(pid: int) -> bool:
+def is_generate_worker(pid: int) -> bool:
     """Whether `pid` is a live (not zombie) `evaluation generate` process; where /proc is
     missing, whether the pid exists at all."""
     try:
@@ -80,12 +82,23 @@ def _is_generate_worker(pid: int) -> bool:
     proc = Path(f"/proc/{pid}")
     if not proc.is_dir():
         return True
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        argv = (proc / "cmdline").read_bytes().split(b"\0")
-    except OSError:  # exited meanwhile
-        return False
-    return state not in ("Z", "X") and b"evaluation" in argv and b"generate" in argv
+    deadline = time.monotonic() + EXEC_WAIT_S
+    while True:
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:  # exited meanwhile
+            return False
+        if state in ("Z", "X"):
+            return False
+        # Popen returns while the child is still inside execve: for a moment its cmdline reads
+        # empty. A worker launched a moment ago must count as running (a double click), so
+        # wait for exec to finish rather than take the empty cmdline for another program.
+        if cmdline or time.monotonic() > deadline:
+            break
+        time.sleep(0.005)
+    argv = cmdline.split(b"\0")
+    return b"evaluation" in argv and b"generate" in argv
 
 
 def worker_pid(data_dir: Path, study_id: int) -> int | None:
@@ -94,7 +107,7 @@ def worker_pid(data_dir: Path, study_id: int) -> int | None:
         pid = int(pid_path(data_dir, study_id).read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _is_generate_worker(pid) else None
+    return pid if is_generate_worker(pid) else None
 
 
 def stop_worker(data_dir: Path, study_id: int) -> bool:
