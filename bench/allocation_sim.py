@@ -3,12 +3,15 @@
 
     .venv/bin/python bench/allocation_sim.py                      # 200 repetitions, 2 processes
     .venv/bin/python bench/allocation_sim.py --reps 10 --processes 1   # a quick one
-    .venv/bin/python bench/allocation_sim.py --seeds 10 --annotators 4  # 240 votes per comparison
+    .venv/bin/python bench/allocation_sim.py --seeds 4 --annotators 4  # 96 votes per comparison
     .venv/bin/python bench/allocation_sim.py --cap 48          # the study's vote cap, both policies
 
 Each repetition builds (copies) a SQLite study of 9 comparisons x 6 prompts x --seeds seeds
-(default 4: 24 pairs per comparison) with --annotators annotators (default 4), so a comparison
-can take at most 96 votes and the budget is all 864 by default. True preferences: 2 comparisons
+(default 10: 60 pairs per comparison) with --annotators annotators (default 4), so a comparison
+can take at most 240 votes and the budget is all 2160 by default. The study must give the
+effects room to be decided: at 96 votes per comparison (--seeds 4) a share of 0.6 is beyond any
+rule's reach, both policies spend every vote on it, and the comparison measures little
+(bench/RESULTS.md has the saving by study size). True preferences: 2 comparisons
 have a leader share of exactly 0.5 (null effects), 7 draw theirs uniformly from 0.5-0.85; each
 (comparison, prompt) adds a N(0, 0.3) offset on the logit scale, centred over the comparison's
 prompts (prompt-to-prompt variation); 15 % of votes are ties; the true leader is side A or B
@@ -352,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument(
-        "--seeds", type=int, default=4, help="image seeds: pairs = 6 prompts x this"
+        "--seeds", type=int, default=10, help="image seeds: pairs = 6 prompts x this"
     )
     parser.add_argument("--annotators", type=int, default=4)
     parser.add_argument(
