@@ -23,6 +23,7 @@ from pathlib import Path
 LOGS_DIR = "logs"  # under the data dir
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EXEC_WAIT_S = 5.0  # at most this long for a just-launched process to finish exec (see below)
+PF_KTHREAD = 0x00200000  # /proc/<pid>/stat flags bit of a kernel thread (linux/sched.h)
 
 
 def log_path(data_dir: Path, study_id: int) -> Path:
@@ -85,11 +86,12 @@ def is_generate_worker(pid: int) -> bool:
     deadline = time.monotonic() + EXEC_WAIT_S
     while True:
         try:
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:  # exited meanwhile
             return False
-        if state in ("Z", "X"):
+        state, flags = stat[0], int(stat[6])
+        if state in ("Z", "X") or flags & PF_KTHREAD:  # a kernel thread: its cmdline is empty
             return False
         # Popen returns while the child is still inside execve: for a moment its cmdline reads
         # empty. A worker launched a moment ago must count as running (a double click), so

@@ -2,6 +2,7 @@
 detached, stopped with SIGTERM (its claims given back), and `generate` refusing an unmigrated
 data directory."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -160,6 +161,27 @@ def test_a_worker_launched_a_moment_ago_counts_as_running():
         finally:
             running.kill()
             running.wait()
+
+
+def _is_kernel_thread(pid: str) -> bool:
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:  # not a process, or gone
+        return False
+    return bool(int(stat.rsplit(")", 1)[1].split()[6]) & worker.PF_KTHREAD)
+
+
+def test_a_pid_file_naming_a_kernel_thread_is_no_worker(tmp_path):
+    """After a reboot a stale pid file may name a kernel thread (its cmdline is always empty,
+    like a process inside exec): that is no worker, and no second one is held back by it."""
+    kernel_thread = next(
+        (pid for pid in sorted(os.listdir("/proc"), key=len) if _is_kernel_thread(pid)), None
+    )
+    if kernel_thread is None:
+        pytest.skip("no kernel thread visible here (not Linux, or a PID namespace)")
+    worker.pid_path(tmp_path, 7).parent.mkdir(parents=True)
+    worker.pid_path(tmp_path, 7).write_text(f"{kernel_thread}\n")
+    assert worker.worker_pid(tmp_path, 7) is None
 
 
 def test_starting_a_study_s_worker_twice_starts_one(tmp_path):
